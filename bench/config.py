@@ -1,0 +1,326 @@
+"""Task configuration: schema, layered merge (task YAML -> profile -> ``--set``) and validation.
+
+A task YAML holds the default configuration plus a ``profiles:`` mapping (``smoke``, ``quick``,
+``paper``) whose entries override parts of it.  ``--set key.path=value`` overrides come last.
+Every leaf remembers where it came from, so a validation error names the key, the expected type
+and the file (or profile, or ``--set``) that supplied the bad value.  The fully resolved config
+(:func:`to_dict`) is stored with every result record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+PROFILES = ("smoke", "quick", "paper")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing or of the wrong type."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DatasetConfig:
+    """Which data to read and how to encode it."""
+
+    name: str = "synthetic_persons"  # DATASETS registry name
+    root: str | None = None  # None: the synthetic generator writes under <data_root>/synthetic/
+    resolution: list[int] = field(default_factory=lambda: [64, 64])  # H, W fed to the networks
+    structure: str = "heatmaps"  # structure encoding (heatmaps, face16, face_edges, view_onehot)
+    heatmap_sigma: float = 6.0
+    synthetic: dict[str, Any] = field(default_factory=dict)  # generator parameters
+    options: dict[str, Any] = field(default_factory=dict)  # loader-specific options
+    max_train: int | None = None  # cap on training pairs/clips (None: all)
+    max_test: int | None = None  # cap on evaluated test pairs/frames (None: all)
+
+
+@dataclass
+class ModelConfig:
+    """Shared backbone (generator, flow estimator, discriminator); GFLA's defaults."""
+
+    ngf: int = 64
+    img_f: int = 512
+    layers: int = 3  # encoder/decoder depth of the generator
+    num_blocks: int = 2  # res blocks per decoder stage
+    flow_ngf: int = 32
+    flow_img_f: int = 256
+    flow_layers: int = 5
+    attn_layers: list[int] = field(default_factory=lambda: [2, 3])  # L: resolution H / 2**L
+    kernel_sizes: dict[int, int] = field(default_factory=lambda: {2: 5, 3: 3})
+    ndf: int = 32
+    d_img_f: int = 128
+    d_layers: int = 4
+    norm: str = "instance"
+    init_gain: float = 0.02
+    vgg: str = "random"  # perceptual-loss backbone: "imagenet" (torch hub file) or "random" (seeded)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-warper options
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule and loss weights (GFLA's code defaults)."""
+
+    batch_size: int = 8
+    lr: float = 1e-4
+    d_lr_ratio: float = 0.1
+    beta1: float = 0.0
+    beta2: float = 0.999
+    stage1_steps: int = 1000  # flow-estimator pretraining (two-stage warpers only)
+    stage2_steps: int = 1000  # end-to-end training
+    stage1_weights: dict[str, float] = field(
+        default_factory=lambda: {"correctness": 20.0, "regularization": 0.01}
+    )
+    stage2_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "correctness": 5.0,
+            "regularization": 0.0025,
+            "l1": 5.0,
+            "gan": 2.0,
+            "content": 0.5,
+            "style": 500.0,
+        }
+    )
+    checkpoint_every: int = 500
+    clip_length: int = 30  # face animation: frames per training clip
+    chunk_length: int = 6  # face animation: frames per optimiser step (detached across chunks)
+    augment: bool = False  # Market-style affine augmentation
+    num_workers: int = 0
+    device: str = "auto"  # auto, cpu, cuda
+    amp: bool = False  # bf16 autocast on CUDA
+
+
+@dataclass
+class EvalConfig:
+    """Metrics and the evaluation protocol."""
+
+    metrics: list[str] = field(default_factory=lambda: ["ssim", "psnr", "l1"])
+    batch_size: int = 16
+    num_images: int | None = None  # None: the whole test set
+    fid_reference: str = "train"  # train or test
+    fid_reference_size: int | None = None  # None: the whole reference split
+    fid_inception: str = "pt_inception"  # pt_inception (TF-ported, pytorch-fid) or torchvision
+    lpips_net: str = "alex"
+    lpips_version: str = "0.1"
+    ssim_variant: str = "gaussian"  # gaussian (sigma 1.5) or win51
+    resize_filter: str = "none"  # how generated images are resized before metrics
+    output_format: str = "png"
+    checkpoint_selection: str = "last"
+    report_samples: int = 4
+
+
+@dataclass
+class TaskConfig:
+    """One task x dataset configuration, as read from ``tasks/<name>.yaml``."""
+
+    name: str = ""
+    kind: str = "pose_transfer"  # pose_transfer, face_animation, view_synthesis
+    description: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: list[str] = field(default_factory=lambda: ["gfla", "plain_flow", "affine_stn", "nonlocal_attn", "none"])
+    profile: str = "quick"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    executor: dict[str, Any] = field(default_factory=dict)  # resource options (slurm partition, time...)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layered merge with provenance
+# ---------------------------------------------------------------------------------------------
+def _merge(base: dict, override: dict, origins: dict[str, str], origin: str, prefix: str = "") -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origins, origin, f"{path}.")
+        else:
+            out[key] = value
+            origins[path] = origin
+    return out
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """Parse ``key.path=value`` (the value is read as YAML, so ``3``, ``1e-4``, ``[2,3]`` work)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.batch_size=4")
+    key, raw = assignment.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {assignment!r}: the key is empty")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {exc}") from exc
+    return key, value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping, with errors that name the file and line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_task_config(
+    path: Path, profile: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> TaskConfig:
+    """Resolve a task YAML with a profile and ``--set`` overrides into a validated TaskConfig."""
+    path = Path(path)
+    raw = read_yaml(path)
+    profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: key 'profiles' expected a mapping of profile name -> overrides")
+    origins: dict[str, str] = {}
+    merged = _merge({}, raw, origins, str(path))
+    if profile is not None:
+        if profile not in profiles:
+            raise ConfigError(
+                f"{path}: profile {profile!r} is not defined; known profiles: {', '.join(profiles) or '(none)'}"
+            )
+        body = profiles[profile] or {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: profiles.{profile} expected a mapping, got {type(body).__name__}")
+        merged = _merge(merged, body, origins, f"{path} (profile {profile!r})")
+        merged["profile"] = profile
+        origins["profile"] = f"{path} (profile {profile!r})"
+    for assignment in overrides:
+        key, value = parse_set(assignment)
+        merged = _merge(merged, _nest(key, value), origins, f"--set {assignment}")
+    return build(TaskConfig, merged, origins)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
+    """Check ``value`` against ``tp`` and return it (ints are accepted where floats are expected)."""
+    origin = typing.get_origin(tp)
+    where = origins.get(key) or _nearest_origin(key, origins)
+
+    def fail() -> ConfigError:
+        return ConfigError(
+            f"key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r} (from {where})"
+        )
+
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key, origins)
+            except ConfigError:
+                continue
+        raise fail()
+    if tp is type(None):
+        if value is None:
+            return None
+        raise fail()
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise fail()
+        return build(tp, value, origins, prefix=f"{key}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise fail()
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]", origins | {f"{key}[{i}]": where}) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail()
+        key_tp, value_tp = typing.get_args(tp)
+        out = {}
+        for k, v in value.items():
+            sub = f"{key}.{k}"
+            ctx = origins | {sub: origins.get(sub, where)}
+            out[_coerce(k, key_tp, f"{key} (key {k!r})", ctx | {f"{key} (key {k!r})": where})] = _coerce(
+                v, value_tp, sub, ctx
+            )
+        return out
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} for key {key!r}")
+
+
+def _nearest_origin(key: str, origins: dict[str, str]) -> str:
+    while "." in key:
+        key = key.rsplit(".", 1)[0]
+        if key in origins:
+            return origins[key]
+    return next(iter(origins.values()), "defaults")
+
+
+def build(cls: type, data: dict, origins: dict[str, str], prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), sorted(names), n=1)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            where = origins.get(f"{prefix}{key}") or _nearest_origin(f"{prefix}{key}", origins)
+            raise ConfigError(
+                f"unknown key {prefix}{key!r} (from {where}){hint} Valid keys here: {', '.join(sorted(names))}"
+            )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", origins) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict:
+    """The resolved config as plain data (stored with every result)."""
+    return dataclasses.asdict(config)

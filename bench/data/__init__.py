@@ -1,0 +1,1 @@
+"""Datasets: synthetic generators and loaders for the published formats (registered in DATASETS)."""

@@ -1,0 +1,1 @@
+"""Executors that run benchmark cells (registered in EXECUTORS)."""

@@ -125,6 +125,7 @@ class TaskConfig:
     name: str = ""
     kind: str = "pose_transfer"  # pose_transfer, face_animation, view_synthesis
     description: str = ""
+    tags: list[str] = field(default_factory=list)  # "embedded": part of the default benchmark suite
     seeds: list[int] = field(default_factory=lambda: [0])
     methods: list[str] = field(default_factory=lambda: ["gfla", "plain_flow", "affine_stn", "nonlocal_attn", "none"])
     profile: str = "quick"

@@ -1,0 +1,40 @@
+"""Task registry entries: every ``*.yaml`` in the installed ``bench.tasks`` package is a task.
+
+A task is a declarative YAML file (dataset, resolution, structure encoding, metrics, schedule and
+profiles); its registry name is the file stem.  Plugins may add tasks with
+``TASKS.add(name, path_to_yaml)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from bench.config import TaskConfig, load_task_config, read_yaml
+from bench.registry import TASKS
+
+
+def tasks_dir() -> Path:
+    """The directory of the built-in task YAML files (installed as ``bench.tasks``)."""
+    try:
+        module = importlib.import_module("bench.tasks")
+        return Path(next(iter(module.__path__)))
+    except ModuleNotFoundError:  # running from a source checkout that is not installed
+        return Path(__file__).resolve().parent.parent / "tasks"
+
+
+def load_task(name: str, profile: str | None, overrides: list[str] | tuple[str, ...] = ()) -> TaskConfig:
+    """Resolve task ``name`` with ``profile`` and ``--set`` overrides."""
+    cfg = load_task_config(TASKS.get(name), profile, overrides)
+    if cfg.name != name:
+        cfg.name = name
+    return cfg
+
+
+def task_tags(name: str) -> list[str]:
+    """The ``tags`` of a task YAML without resolving it (used to pick the default suite)."""
+    return list(read_yaml(TASKS.get(name)).get("tags", []) or [])
+
+
+for _path in sorted(tasks_dir().glob("*.yaml")):
+    TASKS.add(_path.stem, _path)

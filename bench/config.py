@@ -313,10 +313,10 @@ def build(cls: type, data: dict, origins: dict[str, str], prefix: str = "") -> A
     for key in data:
         if key not in names:
             close = difflib.get_close_matches(str(key), sorted(names), n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
             where = origins.get(f"{prefix}{key}") or _nearest_origin(f"{prefix}{key}", origins)
             raise ConfigError(
-                f"unknown key {prefix}{key!r} (from {where}){hint} Valid keys here: {', '.join(sorted(names))}"
+                f"unknown key {prefix + str(key)!r} (from {where}){hint} Valid keys here: {', '.join(sorted(names))}"
             )
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", origins) for k, v in data.items()}
     return cls(**kwargs)

@@ -1,0 +1,248 @@
+"""The three phases of one benchmark cell: data, training (with checkpoints), evaluation.
+
+Generated test images are written to ``<work_dir>/cells/<key>/outputs`` in the protocol's file
+format and read back before the metrics are computed, so every number can be recomputed from the
+saved files.  Samples for the report (source, structure, output, ground truth, flows, masks) go to
+``<results_dir>/samples/<key>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Subset
+
+from bench.checkpoint import load_checkpoint, save_checkpoint
+from bench.config import TaskConfig
+from bench.metrics.base import EvalContext, MetricResult
+from bench.registry import DATASETS
+
+VIDEO_KINDS = ("face_animation",)
+
+
+class CellFailure(Exception):
+    """An error inside a cell, tagged with the phase it happened in."""
+
+    def __init__(self, phase: str, error: BaseException) -> None:
+        super().__init__(f"{phase}: {type(error).__name__}: {error}")
+        self.phase = phase
+        self.error = error
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Tag any error raised inside with the phase name (KeyboardInterrupt passes through)."""
+    try:
+        yield
+    except CellFailure:
+        raise
+    except Exception as exc:
+        raise CellFailure(name, exc) from exc
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dataset_fingerprint(root: Path) -> str:
+    """A cheap content fingerprint of a dataset directory: relative paths and sizes of its files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images -> uint8 (N, 3, H, W), as GFLA's tensor2im ((x + 1) / 2 * 255)."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def execute_cell(
+    cfg: TaskConfig,
+    method: str,
+    seed: int,
+    key: str,
+    options: Any,
+    device: torch.device,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run the data, train and eval phases; return the record fields they produce."""
+    timings: dict[str, float] = {}
+    cell_dir = Path(options.work_dir) / "cells" / key
+    seed_everything(seed)
+
+    tick = time.perf_counter()
+    with phase("data"):
+        spec = DATASETS.get(cfg.dataset.name)
+        if spec.kind != cfg.kind:
+            raise ValueError(
+                f"dataset {cfg.dataset.name!r} is a {spec.kind} dataset but task kind is {cfg.kind!r}"
+            )
+        root = spec.prepare(cfg, Path(options.data_root), progress)
+        spec.validate(root, cfg)
+        train_set = spec.train_set(root, cfg, seed)
+        test_set = spec.test_set(root, cfg)
+        fingerprint = dataset_fingerprint(root)
+    timings["data_s"] = round(time.perf_counter() - tick, 3)
+
+    tick = time.perf_counter()
+    with phase("train"):
+        trainer = train(cfg, method, seed, train_set, device, cell_dir, progress)
+    timings["train_s"] = round(time.perf_counter() - tick, 3)
+
+    tick = time.perf_counter()
+    with phase("eval"):
+        evaluation = evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, progress)
+    timings["eval_s"] = round(time.perf_counter() - tick, 3)
+
+    protocol = {
+        "resolution": list(cfg.dataset.resolution),
+        "resize_filter": cfg.eval.resize_filter,
+        "output_format": cfg.eval.output_format,
+        "fid_reference": cfg.eval.fid_reference,
+        "fid_reference_size": evaluation["reference_size"],
+        "fid_inception": cfg.eval.fid_inception,
+        "lpips_net": cfg.eval.lpips_net,
+        "lpips_version": cfg.eval.lpips_version,
+        "ssim_variant": cfg.eval.ssim_variant,
+        "perceptual_backbone": trainer.perceptual_backbone(),
+        "num_generated": evaluation["num_generated"],
+        "checkpoint_selection": cfg.eval.checkpoint_selection,
+        "dataset": cfg.dataset.name,
+        "dataset_hash": fingerprint,
+    }
+    return {
+        "protocol": protocol,
+        "metrics": {name: result.to_dict() for name, result in evaluation["metrics"].items()},
+        "timings": timings,
+        "artifacts": evaluation["artifacts"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Training with checkpoints
+# ---------------------------------------------------------------------------------------------
+def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: Path, progress):
+    """Build the trainer, resume from the cell's checkpoint if there is one, train to the end."""
+    from bench.training import Trainer
+
+    sample = train_set[0]
+    structure_key = "structures" if cfg.kind in VIDEO_KINDS else "source_structure"
+    structure_channels = sample[structure_key].shape[-3]
+    num_sources = 2 if cfg.kind in VIDEO_KINDS else 1
+    trainer = Trainer(cfg, method, train_set, device, seed, num_sources=num_sources,
+                      structure_channels=structure_channels)
+    checkpoint_path = cell_dir / "checkpoint.pt"
+    if checkpoint_path.exists():
+        trainer.load_state_dict(load_checkpoint(checkpoint_path, map_location=device))
+    total = (cfg.train.stage1_steps if trainer.two_stage else 0) + cfg.train.stage2_steps
+    every = max(1, cfg.train.checkpoint_every)
+
+    def on_step(stage: int, step: int, losses: dict[str, float]) -> None:
+        done = (cfg.train.stage1_steps if (stage == 2 and trainer.two_stage) else 0) + step
+        if progress is not None:
+            progress(f"train {method}", done, total)
+        stage_end = step == (cfg.train.stage1_steps if stage == 1 else cfg.train.stage2_steps)
+        if step % every == 0 or stage_end:
+            save_checkpoint(trainer.state_dict(), checkpoint_path)
+
+    trainer.run(on_step=on_step)
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+def _save_image(array: np.ndarray, path: Path, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=95) if fmt in ("jpg", "jpeg") else Image.fromarray(array).save(path)
+
+
+def _write_outputs(images: torch.Tensor, names: list[str], out_dir: Path, fmt: str) -> torch.Tensor:
+    """Save uint8 images and read them back (what the metrics see is what is on disk)."""
+    back = []
+    for image, name in zip(images, names):
+        path = out_dir / f"{name}.{fmt}"
+        _save_image(image.permute(1, 2, 0).numpy(), path, fmt)
+        back.append(torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1))
+    return torch.stack(back)
+
+
+def _reference_subset(reference, size: int | None):
+    if size is None or size >= len(reference):
+        return reference
+    indices = np.linspace(0, len(reference) - 1, num=size).round().astype(int).tolist()
+    return Subset(reference, indices)
+
+
+def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, progress) -> dict[str, Any]:
+    """Generate the test outputs, save them, compute the metrics and the report samples."""
+    from bench.metrics.evaluate import evaluate
+    from bench.samples import write_pair_samples, write_video_samples
+
+    out_dir = Path(options.work_dir) / "cells" / key / "outputs"
+    samples_dir = Path(options.results_dir) / "samples" / key
+    fmt = cfg.eval.output_format
+    fakes, reals, artifacts = [], [], {}
+    limit = cfg.eval.num_images
+    if cfg.kind in VIDEO_KINDS:
+        videos = []
+        for index in range(len(test_set)):
+            video = test_set[index]
+            generated = trainer.generate_video(video["frames"], video["structures"])
+            names = [f"{video['name']}_{stem}" for stem in video["frame_names"]]
+            fakes.append(_write_outputs(to_uint8(generated), names, out_dir, fmt))
+            reals.append(to_uint8(video["frames"]))
+            videos.append((video, generated))
+            if progress is not None:
+                progress("generate", index + 1, len(test_set))
+        artifacts = write_video_samples(videos[: max(1, min(2, len(videos)))], samples_dir, options.results_dir)
+    else:
+        loader = DataLoader(test_set, batch_size=cfg.eval.batch_size, shuffle=False)
+        done, sample_batches = 0, []
+        for batch in loader:
+            if limit is not None and done >= limit:
+                break
+            images, plan = trainer.generate_with_plan(batch)
+            keep = len(images) if limit is None else min(len(images), limit - done)
+            fakes.append(_write_outputs(to_uint8(images[:keep]), list(batch["name"][:keep]), out_dir, fmt))
+            reals.append(to_uint8(batch["target_image"][:keep]))
+            if sum(len(b["name"]) for b, _, _ in sample_batches) < cfg.eval.report_samples:
+                sample_batches.append((batch, images, plan))
+            done += keep
+            if progress is not None:
+                progress("generate", done, min(limit or len(test_set), len(test_set)))
+        artifacts = write_pair_samples(sample_batches, cfg.eval.report_samples, samples_dir, options.results_dir)
+    fake = torch.cat(fakes) if fakes else torch.zeros(0, 3, *cfg.dataset.resolution, dtype=torch.uint8)
+    real = torch.cat(reals) if reals else fake.clone()
+
+    reference = _reference_subset(spec.reference_images(root, cfg, cfg.eval.fid_reference),
+                                  cfg.eval.fid_reference_size)
+    from bench.config import to_dict
+
+    ctx = EvalContext(
+        reference=reference,
+        reference_name=f"{cfg.dataset.name}/{cfg.eval.fid_reference}",
+        cache_dir=Path(options.data_root) / "cache" / "reference_stats",
+        device=device,
+        batch_size=cfg.eval.batch_size,
+        options={**to_dict(cfg.eval), "weights_dir": str(options.weights_dir) if options.weights_dir else None},
+    )
+    metrics: dict[str, MetricResult] = evaluate(fake, real, list(cfg.eval.metrics), ctx)
+    return {
+        "metrics": metrics,
+        "artifacts": artifacts,
+        "num_generated": int(fake.shape[0]),
+        "reference_size": len(reference),
+    }

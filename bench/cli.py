@@ -1,0 +1,239 @@
+"""Command line: ``run_bench.py [run|list|leaderboard|weights|check-data] ...`` (also ``warpbench``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.config import PROFILES, ConfigError
+from bench.registry import DATASETS, EXECUTORS, METRICS, TASKS, WARPERS, RegistryError, load_plugin
+
+COMMANDS = ("run", "list", "leaderboard", "weights", "check-data")
+HEADLINE_METRICS = ("ssim", "lpips", "fid", "kid", "l1", "psnr")
+console = Console()
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", type=Path, default=Path("results"),
+                        help="records.jsonl, leaderboards, report and samples (default: ./results)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+                        help="import a plugin module (dotted name or .py path) before running; repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_bench.py", description="warpbench: deep image spatial "
+                                     "transformation benchmark (default command: run)")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run benchmark cells (task x method x seed) and regenerate tables")
+    _paths(run)
+    run.add_argument("--tasks", type=_csv, default=None,
+                     help="comma-separated task names (default: the embedded suite, tasks tagged 'embedded')")
+    run.add_argument("--methods", type=_csv, default=None, help="comma-separated warpers (default: all five)")
+    run.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None,
+                     help="comma-separated seeds (default: the task's seeds)")
+    run.add_argument("--profile", choices=PROFILES, default="quick", help="smoke, quick (default) or paper")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set train.batch_size=4; repeatable")
+    run.add_argument("--work-dir", type=Path, default=Path("runs"),
+                     help="checkpoints and generated images (default: ./runs)")
+    run.add_argument("--data-root", type=Path, default=Path("datasets"),
+                     help="data root; synthetic data is generated under <data-root>/synthetic (default: ./datasets)")
+    run.add_argument("--weights-dir", type=Path, default=None,
+                     help="directory with metric/loss weight files (default: the torch hub cache)")
+    run.add_argument("--force", action="store_true", help="rerun cells that already have a record")
+    run.add_argument("--executor", default="local", help="local (default) or slurm")
+    run.add_argument("--jobs", type=int, default=1, help="cells run in parallel (local: processes)")
+    run.add_argument("--resource", action="append", default=[], metavar="KEY=VALUE",
+                     help="executor resource option, e.g. --resource slurm_partition=gpu; repeatable")
+    run.add_argument("--device", default=None, help="override train.device (cpu, cuda, auto)")
+    run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the tables after the run")
+
+    lst = sub.add_parser("list", help="list tasks, datasets, methods, metrics, executors and profiles")
+    lst.add_argument("what", nargs="?", default="all",
+                     choices=("all", "tasks", "datasets", "methods", "metrics", "executors", "profiles"))
+    lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH")
+
+    board = sub.add_parser("leaderboard", help="regenerate leaderboards and the report from records.jsonl only")
+    _paths(board)
+    board.add_argument("--no-reported", action="store_true", help="leave out the published (reported) rows")
+
+    weights = sub.add_parser("weights", help="show which metric and loss weights are present or missing")
+    weights.add_argument("--weights-dir", type=Path, default=None)
+
+    check = sub.add_parser("check-data", help="validate a dataset directory and report every problem")
+    check.add_argument("task", help="task name (its dataset format is checked)")
+    check.add_argument("--root", type=Path, required=True, help="the dataset directory")
+    check.add_argument("--profile", choices=PROFILES, default="paper")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    check.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH")
+    return parser
+
+
+def _progress_factory(progress: Progress):
+    """One progress callback per cell: (description, done, total) -> a rich task per description."""
+
+    def factory(cell: Any):
+        tasks: dict[str, int] = {}
+
+        def update(description: str, done: int, total: int) -> None:
+            label = f"{cell.label()} {description}"
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        return update
+
+    return factory
+
+
+def _summary(records: list[dict]) -> Table:
+    table = Table(title="warpbench run summary")
+    for column in ("task", "method", "seed", "status", *HEADLINE_METRICS, "time (s)"):
+        table.add_column(column)
+    for record in records:
+        cell, metrics = record["cell"], record.get("metrics") or {}
+        values = []
+        for name in HEADLINE_METRICS:
+            result = metrics.get(name)
+            if result is None:
+                values.append("")
+            elif result.get("value") is None:
+                values.append("n/a")
+            else:
+                values.append(f"{result['value']:.4g}")
+        status = record["status"]
+        if record.get("error"):
+            status += f" ({record['error']['phase']}: {record['error']['type']})"
+        table.add_row(cell["task"], cell["method"], str(cell["seed"]), status, *values,
+                      f"{record.get('timings', {}).get('total_s', 0):.1f}")
+    return table
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from bench.records import RecordStore
+    from bench.runner import RunOptions, expand_cells
+    from bench.taskspec import task_tags
+
+    tasks = args.tasks or [name for name in TASKS.names() if "embedded" in task_tags(name)]
+    for name in tasks:
+        TASKS.get(name)  # unknown task names fail here, with the closest match
+    cells = expand_cells(tasks, args.methods, args.seeds, args.profile, args.overrides)
+    options = RunOptions(results_dir=args.results_dir, work_dir=args.work_dir, data_root=args.data_root,
+                         weights_dir=args.weights_dir, force=args.force, device=args.device,
+                         plugins=list(args.plugin))
+    store = RecordStore(args.results_dir)
+    done = set() if args.force else store.completed()
+    todo = [cell for cell in cells if cell.key() not in done]
+    skipped = len(cells) - len(todo)
+    console.print(f"[bold]warpbench[/]: {len(cells)} cell(s), {skipped} already recorded (skipped), "
+                  f"{len(todo)} to run with the {args.executor!r} executor")
+    resources = dict(item.split("=", 1) for item in args.resource)
+    executor = EXECUTORS.get(args.executor)(jobs=args.jobs, resources=resources)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        records = executor.run(todo, options, _progress_factory(progress))
+    if records:
+        console.print(_summary(records))
+    if not args.no_leaderboard:
+        from bench.leaderboard import write_leaderboards
+
+        for path in write_leaderboards(args.results_dir):
+            console.print(f"wrote {path}")
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        console.print(f"[yellow]{len(failed)} cell(s) did not succeed; their errors are in the records[/]")
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    from bench.taskspec import task_tags
+
+    groups = {
+        "tasks": lambda: [f"{n}  [{', '.join(task_tags(n))}]" for n in TASKS.names()],
+        "datasets": DATASETS.names,
+        "methods": WARPERS.names,
+        "metrics": METRICS.names,
+        "executors": EXECUTORS.names,
+        "profiles": lambda: list(PROFILES),
+    }
+    for group, names in groups.items():
+        if args.what in ("all", group):
+            console.print(f"[bold]{group}[/]")
+            for name in names():
+                console.print(f"  {name}", markup=False, highlight=False)
+    return 0
+
+
+def command_leaderboard(args: argparse.Namespace) -> int:
+    from bench.leaderboard import write_leaderboards
+
+    for path in write_leaderboards(args.results_dir, include_reported=not args.no_reported):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def command_weights(args: argparse.Namespace) -> int:
+    from bench.metrics.weights import weights_inventory
+
+    table = Table(title="weights used by metrics and losses")
+    for column in ("used by", "file", "status", "source / where to put it"):
+        table.add_column(column, overflow="fold")
+    for row in weights_inventory(args.weights_dir):
+        status = "[green]present[/]" if row["present"] else "[red]missing[/]"
+        where = row.get("source") if row["present"] else row.get("where_to_put")
+        table.add_row(row["used_by"], row["file"], status, str(where or ""))
+    console.print(table)
+    return 0
+
+
+def command_check_data(args: argparse.Namespace) -> int:
+    from bench.runner import check_data
+    from bench.taskspec import load_task
+
+    cfg = load_task(args.task, args.profile, args.overrides)
+    problems = check_data(cfg.dataset.name, args.root, cfg)
+    if not problems:
+        console.print(f"[green]{args.root}: no problems found for task {args.task} ({cfg.dataset.name})[/]")
+        return 0
+    console.print(f"[red]{args.root}: {len(problems)} problem(s) for task {args.task} ({cfg.dataset.name}):[/]")
+    for problem in problems:
+        console.print(f"  - {problem}", markup=False, highlight=False)
+    return 1
+
+
+HANDLERS = {
+    "run": command_run, "list": command_list, "leaderboard": command_leaderboard,
+    "weights": command_weights, "check-data": command_check_data,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    try:
+        for plugin in getattr(args, "plugin", []):
+            load_plugin(plugin)
+        return HANDLERS[args.command](args)
+    except (ConfigError, RegistryError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: records and checkpoints written so far are intact[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

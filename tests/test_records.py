@@ -1,0 +1,99 @@
+"""The results store: atomic locked appends, latest-per-cell, parse errors, cell locks."""
+
+import json
+import multiprocessing
+
+import pytest
+
+from bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bench.records import CellBusyError, RecordsError, RecordStore, atomic_write_bytes
+
+
+def _record(key, status="ok", value=1.0):
+    return {"cell": {"key": key, "task": "t", "method": "m", "seed": 0}, "status": status,
+            "metrics": {"ssim": {"value": value}}}
+
+
+def test_append_and_read_roundtrip(tmp_path):
+    store = RecordStore(tmp_path)
+    store.append(_record("a"))
+    store.append(_record("b", status="failed"))
+    store.append(_record("a", value=2.0))
+    records = store.read()
+    assert [r["cell"]["key"] for r in records] == ["a", "b", "a"]
+    assert store.latest()["a"]["metrics"]["ssim"]["value"] == 2.0
+    assert store.completed() == {"a"}
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    store = RecordStore(tmp_path)
+    store.append(_record("a"))
+    with store.path.open("a") as handle:
+        handle.write("{not json\n")
+    with pytest.raises(RecordsError, match=r"records.jsonl line 2: not valid JSON"):
+        store.read()
+
+
+def test_atomic_write_leaves_no_temp_files_and_old_content_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "f.txt"
+    atomic_write_bytes(target, b"old")
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", explode)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def _append_many(results_dir, worker, count):
+    store = RecordStore(results_dir)
+    for i in range(count):
+        store.append(_record(f"w{worker}-{i}"))
+
+
+def test_concurrent_writers_never_lose_or_tear_records(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(tmp_path, w, 15)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 45
+    assert {json.loads(line)["cell"]["key"] for line in lines} == {f"w{w}-{i}" for w in range(3) for i in range(15)}
+
+
+def test_cell_lock_excludes_a_second_holder(tmp_path):
+    store = RecordStore(tmp_path)
+    with store.cell_lock("k"):
+        other = RecordStore(tmp_path)
+        with pytest.raises(CellBusyError):
+            with other.cell_lock("k"):
+                pass
+    with RecordStore(tmp_path).cell_lock("k"):
+        pass
+
+
+def test_checkpoint_roundtrip_and_corruption_detected(tmp_path):
+    import torch
+
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint({"w": torch.arange(5.0), "step": 7}, path)
+    state = load_checkpoint(path)
+    assert state["step"] == 7 and torch.equal(state["w"], torch.arange(5.0))
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(path)
+    corrupted = bytearray(data)
+    corrupted[-5] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a warpbench checkpoint"):
+        load_checkpoint(path)

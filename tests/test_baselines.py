@@ -246,6 +246,16 @@ def test_cross_attention_matches_explicit_softmax_attention():
     torch.testing.assert_close(module(target, source), module.out(attended), atol=1e-5, rtol=1e-5)
 
 
+def test_cross_attention_runs_on_the_fused_flash_kernel():
+    """The (H*W)^2 attention matrix is never held: SDPA restricted to flash attention must accept the
+    projected queries/keys/values (equal head dims, contiguous last dim), forward and backward."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    module = _import_baseline("nonlocal_attn").CrossAttention2d(channels=16, heads=2, key_dim=8)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        module(torch.randn(2, 16, 8, 8), torch.randn(2, 16, 8, 8)).sum().backward()
+
+
 # -------------------------------------------------------------------------------------------------
 # Small optimisation problems
 # -------------------------------------------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""GFLA networks: shapes at every scale, gradient flow, initial flows/masks, VGG weights handling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gfla_tiny import SIZE, STRUCTURE_CHANNELS, tiny_config
+
+from bench.config import TaskConfig
+from bench.models.discriminator import ResDiscriminator
+from bench.models.flow_net import FlowEstimator
+from bench.models.generator import build_generator, make_warp_setup
+from bench.models.vgg import WEIGHTS_FILE, VGG19Features
+from bench.warp import WarpInputs
+
+
+def inputs(num_sources: int, batch: int = 2, seed: int = 0) -> WarpInputs:
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.rand(batch, 3, SIZE, SIZE, generator=generator) * 2 - 1 for _ in range(num_sources)]
+    structures = [torch.rand(batch, STRUCTURE_CHANNELS, SIZE, SIZE, generator=generator) for _ in range(num_sources)]
+    return WarpInputs(images, structures, torch.rand(batch, STRUCTURE_CHANNELS, SIZE, SIZE, generator=generator))
+
+
+def test_warp_setup_follows_gfla_fashion_defaults():
+    cfg = TaskConfig()
+    cfg.dataset.resolution = [256, 256]
+    setup = make_warp_setup(cfg, num_sources=1, structure_channels=18)
+    scales = [(s.layer, s.channels, s.kernel_size, s.height, s.width) for s in setup.scales]
+    assert scales == [(3, 256, 3, 32, 32), (2, 128, 5, 64, 64)]  # ExtractorAttn(256, k3) @32, (128, k5) @64
+
+
+def test_warp_setup_names_a_missing_kernel_size():
+    cfg = tiny_config()
+    cfg.model.kernel_sizes = {3: 3}
+    with pytest.raises(ValueError, match="kernel_sizes has no entry for attention layer 2"):
+        make_warp_setup(cfg, 1, STRUCTURE_CHANNELS)
+
+
+@pytest.mark.parametrize("num_sources", [1, 2])
+def test_generator_shapes_at_every_scale(num_sources):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    generator = build_generator(cfg, "gfla", num_sources, STRUCTURE_CHANNELS)
+    image, plan = generator(inputs(num_sources))
+    assert image.shape == (2, 3, SIZE, SIZE)
+    assert image.abs().max() <= 1
+    assert [len(scale) for scale in plan["flows"]] == [num_sources, num_sources]
+    for spec, flows, masks in zip(generator.warper.setup.scales, plan["flows"], plan["masks"]):
+        for flow, mask in zip(flows, masks):
+            assert flow.shape == (2, 2, spec.height, spec.width)
+            assert mask.shape == (2, 1, spec.height, spec.width)
+    # input channels: one source = image + source + target structure (the original's 3 + 18 + 18)
+    first_conv = generator.warper.flow_estimator.block0.model[2]
+    assert first_conv.in_channels == num_sources * (3 + STRUCTURE_CHANNELS) + STRUCTURE_CHANNELS
+
+
+def test_flow_estimator_keeps_the_original_input_order_for_one_source():
+    cfg = tiny_config()
+    setup = make_warp_setup(cfg, 1, STRUCTURE_CHANNELS)
+    data = inputs(1)
+    stacked = FlowEstimator(setup).assemble(data)
+    expected = torch.cat([data.source_images[0], data.source_structures[0], data.target_structure], 1)
+    assert torch.equal(stacked, expected)
+    two = make_warp_setup(cfg, 2, STRUCTURE_CHANNELS)
+    data2 = inputs(2)
+    stacked2 = FlowEstimator(two).assemble(data2)
+    order = [data2.target_structure, data2.source_images[0], data2.source_structures[0],
+             data2.source_images[1], data2.source_structures[1]]  # BP_t, P_prev, BP_prev, P_ref, BP_ref
+    assert torch.equal(stacked2, torch.cat(order, 1))
+
+
+def test_gradients_reach_every_parameter():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    generator = build_generator(cfg, "gfla", 1, STRUCTURE_CHANNELS)
+    image, plan = generator(inputs(1))
+    loss = image.square().mean() + sum(f.square().mean() for scale in plan["flows"] for f in scale)
+    loss.backward()
+    dead = [name for name, p in generator.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+    discriminator = ResDiscriminator(cfg.model)
+    discriminator(image.detach()).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in discriminator.parameters())
+
+
+def test_initial_flows_are_near_zero_and_masks_near_half():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    generator = build_generator(cfg, "gfla", 1, STRUCTURE_CHANNELS)
+    _, plan = generator(inputs(1))
+    for flows, masks in zip(plan["flows"], plan["masks"]):
+        assert flows[0].abs().max() < 0.01
+        assert (masks[0] - 0.5).abs().max() < 0.01
+    # gain 0.02 orthogonal init: the flow head's weight rows have norm 0.02, biases are zero
+    head = generator.warper.flow_estimator.output0
+    assert torch.allclose(head.weight.flatten(1).norm(dim=1), torch.full((2,), 0.02), atol=1e-6)
+    assert torch.count_nonzero(head.bias) == 0
+
+
+def test_parameter_names_follow_the_checkpoint_mapping():
+    cfg = tiny_config()
+    names = set(dict(build_generator(cfg, "gfla", 1, STRUCTURE_CHANNELS).named_parameters()))
+    for expected in ["sources.0.block0.model.2.weight", "target_encoder.encoder1.model.5.weight",
+                     "decoder0.1.shortcut.weight", "outconv.model.2.weight",
+                     "warper.flow_estimator.jump0.model.2.weight", "warper.flow_estimator.mask1.0.weight",
+                     "warper.attention.0.0.fully_connect_layer.0.weight"]:
+        assert expected in names
+
+
+def test_discriminator_patch_map_size():
+    cfg = TaskConfig()  # ndf 32, 4 layers: 256 -> 16
+    assert ResDiscriminator(cfg.model)(torch.zeros(1, 3, 256, 256)).shape == (1, 1, 16, 16)
+
+
+def test_vgg_imagenet_missing_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE) as info:
+        VGG19Features("imagenet")
+    assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
+
+
+def test_vgg_imagenet_loads_the_official_file_name(tmp_path, monkeypatch):
+    reference = VGG19Features("random")
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(1.0)
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({f"features.{k}": v for k, v in reference.features.state_dict().items()}, folder / WEIGHTS_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    loaded = VGG19Features("imagenet")
+    for a, b in zip(loaded.parameters(), reference.parameters()):
+        assert torch.equal(a, b)
+    assert not any(p.requires_grad for p in loaded.parameters())
+    assert loaded.describe()["source"] == str(folder / WEIGHTS_FILE)
+
+
+def test_vgg_random_is_reproducible_and_returns_named_layers():
+    a, b = VGG19Features("random"), VGG19Features("random")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    out = a(torch.zeros(1, 3, SIZE, SIZE), ["relu3_1", "relu4_1", "relu5_2"])
+    assert out["relu3_1"].shape == (1, 256, SIZE // 4, SIZE // 4)
+    assert out["relu4_1"].shape == (1, 512, SIZE // 8, SIZE // 8)
+    assert out["relu5_2"].shape == (1, 512, SIZE // 16, SIZE // 16)
+    with pytest.raises(ValueError, match="unknown VGG19 layer"):
+        a(torch.zeros(1, 3, SIZE, SIZE), ["relu9_9"])

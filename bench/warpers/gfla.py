@@ -17,7 +17,7 @@ from torch import nn
 
 from bench.models.blocks import init_weights
 from bench.models.flow_net import FlowEstimator
-from bench.ops.local_attention import LocalAttention
+from bench.ops import LocalAttention
 from bench.registry import WARPERS
 from bench.warp import Warper, WarpInputs, WarpResult, WarpSetup
 

@@ -1,0 +1,141 @@
+"""GFLA losses against references and their defining invariants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench import losses
+from bench.models.vgg import VGG19Features
+
+
+def test_correctness_layer_follows_the_original_table():
+    assert losses.correctness_layer(2) == "relu3_1"
+    assert losses.correctness_layer(3) == "relu4_1"
+    with pytest.raises(ValueError, match="attention layer 7"):
+        losses.correctness_layer(7)
+
+
+def test_correctness_is_zero_at_its_minimum():
+    # target == source and zero flow: every target position is matched exactly by its own sample
+    # (spatially constant features, so the Gaussian resampling leaves them unchanged) -> mu = mu_max.
+    feature = torch.rand(2, 16, 1, 1).expand(2, 16, 8, 8).contiguous() + 0.1
+    value = losses.sampling_correctness(feature, feature, torch.zeros(2, 2, 8, 8))
+    assert abs(float(value)) < 1e-6
+
+
+def test_correctness_prefers_the_true_flow():
+    generator = torch.Generator().manual_seed(0)
+    source = torch.rand(1, 8, 12, 12, generator=generator)
+    target = torch.roll(source, shifts=2, dims=3)  # target(x) = source(x - 2): true backward flow fx = -2
+    true_flow = torch.zeros(1, 2, 12, 12)
+    true_flow[:, 0] = -2
+    right = losses.sampling_correctness(source, target, true_flow)
+    wrong = losses.sampling_correctness(source, target, torch.zeros(1, 2, 12, 12))
+    assert 0 < right < wrong
+
+
+def test_correctness_matches_its_formula():
+    generator = torch.Generator().manual_seed(1)
+    source, target = torch.rand(2, 4, 5, 6, generator=generator), torch.rand(2, 4, 5, 6, generator=generator)
+    flow = torch.randn(2, 2, 5, 6, generator=generator)
+    warped = losses.gaussian_resample(source, flow, 4, 2.0)
+    mu = torch.nn.functional.cosine_similarity(warped, target, dim=1).flatten(1)
+    s = source.flatten(2) / source.flatten(2).norm(dim=1, keepdim=True)
+    t = target.flatten(2) / target.flatten(2).norm(dim=1, keepdim=True)
+    mu_max = torch.einsum("bcn,bcm->bnm", t, s).amax(dim=2)
+    expected = torch.exp(-mu / mu_max).mean() - math.exp(-1)
+    assert torch.allclose(losses.sampling_correctness(source, target, flow), expected, atol=1e-6)
+
+
+def test_chunked_max_cosine_equals_unchunked():
+    generator = torch.Generator().manual_seed(2)
+    source, target = torch.randn(2, 5, 9, 7, generator=generator), torch.randn(2, 5, 9, 7, generator=generator)
+    full = losses.max_cosine(source, target, chunk_size=63)
+    for chunk in (1, 7, 10, 1000):
+        assert torch.allclose(losses.max_cosine(source, target, chunk_size=chunk), full, atol=1e-6, rtol=0)
+    s = torch.nn.functional.normalize(source.flatten(2), dim=1)
+    t = torch.nn.functional.normalize(target.flatten(2), dim=1)
+    reference = torch.einsum("bcn,bcm->bnm", t, s).amax(dim=2)  # all N x N cosines at once
+    assert torch.allclose(full, reference, atol=1e-6)
+    assert full.shape == (2, 63)
+
+
+def naive_affine_residual(flow: np.ndarray, k: int) -> float:
+    """Per window least-squares affine fit of the absolute coordinates; mean squared residual, x + y."""
+    _, _, height, width = flow.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    total = 0.0
+    for channel, grid in ((0, xs), (1, ys)):
+        coords = flow[:, channel].astype(np.float64) + grid
+        values = []
+        for b in range(flow.shape[0]):
+            for y in range(height - k + 1):
+                for x in range(width - k + 1):
+                    v, u = np.mgrid[0:k, 0:k]
+                    design = np.stack([u.ravel(), v.ravel(), np.ones(k * k)], axis=1)
+                    g = coords[b, y : y + k, x : x + k].ravel()
+                    fit, *_ = np.linalg.lstsq(design, g, rcond=None)
+                    values.append(np.sum((design @ fit - g) ** 2))
+        total += float(np.mean(values))
+    return total
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_affine_regularizer_matches_a_naive_least_squares_reference(kernel_size):
+    flow = torch.randn(2, 2, 7, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    value = losses.affine_regularization(flow, kernel_size)
+    assert value.item() == pytest.approx(naive_affine_residual(flow.numpy(), kernel_size), rel=1e-9)
+
+
+def test_affine_regularizer_is_zero_exactly_for_affine_flows():
+    ys, xs = torch.meshgrid(torch.arange(9.0), torch.arange(10.0), indexing="ij")
+    affine = torch.stack([0.3 * xs - 0.7 * ys + 2.0, 1.1 * xs + 0.2 * ys - 4.0]).unsqueeze(0)
+    assert losses.affine_regularization(affine, 3).item() < 1e-8
+    assert losses.affine_regularization(affine, 5).item() < 1e-8
+    bent = affine.clone()
+    bent[:, 0] += 0.05 * xs**2
+    assert losses.affine_regularization(bent, 3).item() > 1e-4
+
+
+def test_regularization_sums_scales_and_sources():
+    a, b = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 8, 8)
+    total = losses.regularization_loss([[a, a], [b]], [3, 5])
+    expected = 2 * losses.affine_regularization(a, 3) + losses.affine_regularization(b, 5)
+    assert torch.allclose(total, expected)
+
+
+def test_resize_flow_rescales_offsets():
+    flow = torch.ones(1, 2, 4, 4)
+    assert torch.equal(losses.resize_flow(flow, (4, 4)), flow)
+    assert torch.equal(losses.resize_flow(flow, (8, 16)), torch.stack([torch.full((8, 16), 4.0),
+                                                                       torch.full((8, 16), 2.0)]).unsqueeze(0))
+
+
+def test_content_and_style_vanish_for_identical_images_only():
+    vgg = VGG19Features("random")
+    generator = torch.Generator().manual_seed(4)
+    image = torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
+    other = torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
+    layers = set(losses.CONTENT_LAYERS) | set(losses.STYLE_LAYERS)
+    a, b, c = vgg(image, layers), vgg(image.clone(), layers), vgg(other, layers)
+    assert losses.content_loss(a, b).item() == 0
+    assert losses.style_loss(a, b).item() == 0
+    assert losses.content_loss(a, c).item() > 0
+    assert losses.style_loss(a, c).item() > 0
+
+
+def test_gram_is_normalised_by_chw():
+    feature = torch.ones(1, 2, 3, 4)
+    assert torch.allclose(losses.gram(feature), torch.full((1, 2, 2), 12 / 24))
+
+
+def test_lsgan_values():
+    ones, zeros = torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    assert losses.lsgan_discriminator_loss(ones, zeros).item() == 0
+    assert losses.lsgan_discriminator_loss(zeros, ones).item() == 1  # 0.5 * (1 + 1)
+    assert losses.lsgan_generator_loss(ones).item() == 0
+    assert losses.lsgan_generator_loss(torch.full((1, 1, 2, 2), 3.0)).item() == 4

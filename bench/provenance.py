@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
@@ -61,6 +62,11 @@ def device_description(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def distributed_description() -> dict[str, Any]:
+    """torchrun's world size (1 outside torchrun)."""
+    return {"world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Everything recorded with a result about the code and the machine."""
     return {
@@ -70,5 +76,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "host": socket.gethostname(),
         "git_commit": git_commit(),
         "libraries": library_versions(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
+        **distributed_description(),
         **device_description(device),
     }

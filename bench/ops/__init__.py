@@ -1,5 +1,18 @@
 """GFLA's spatial-transformation ops in pure PyTorch (device-agnostic, differentiable)."""
 
-from bench.ops.flow_warp import flow_warp, pixel_grid
+from bench.ops.block_extractor import extract_blocks, patch_offsets
+from bench.ops.flow_warp import flow_warp, pixel_grid, sample_bilinear
+from bench.ops.local_attention import LocalAttention, tiled_local_attention, weighted_patch_sum
+from bench.ops.resample import gaussian_resample
 
-__all__ = ["flow_warp", "pixel_grid"]
+__all__ = [
+    "LocalAttention",
+    "extract_blocks",
+    "flow_warp",
+    "gaussian_resample",
+    "patch_offsets",
+    "pixel_grid",
+    "sample_bilinear",
+    "tiled_local_attention",
+    "weighted_patch_sum",
+]

@@ -24,13 +24,23 @@ def pixel_grid(height: int, width: int, device: torch.device | None = None,
     return torch.stack((xs, ys)).unsqueeze(0)
 
 
-def _check_flow(source: torch.Tensor, flow: torch.Tensor) -> None:
-    if source.dim() != 4:
-        raise ValueError(f"source must be (B, C, H, W), got shape {tuple(source.shape)}")
-    expected = (source.shape[0], 2, source.shape[2], source.shape[3])
-    if tuple(flow.shape) != expected:
-        raise ValueError(f"flow must have shape {expected} (B, 2, H, W) for this source, "
-                         f"got {tuple(flow.shape)}")
+def to_sampling_grid(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixel coordinates (B, 2, h, w) of a (height, width) map -> grid_sample's (B, h, w, 2) grid.
+
+    align_corners=True convention: pixel 0 -> -1, pixel size-1 -> +1 (a size-1 axis maps to -1,
+    which border clamping turns into its only pixel).
+    """
+    scale = torch.tensor([max(width - 1, 1), max(height - 1, 1)], device=points.device, dtype=points.dtype)
+    return points.permute(0, 2, 3, 1) * (2 / scale) - 1
+
+
+def sample_bilinear(source: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Border-clamped bilinear samples of ``source`` (B, C, H, W) at pixel ``points`` (B, 2, h, w)."""
+    if source.dim() != 4 or points.dim() != 4 or points.shape[1] != 2 or points.shape[0] != source.shape[0]:
+        raise ValueError(f"expected source (B, C, H, W) and points (B, 2, h, w), got shapes "
+                         f"{tuple(source.shape)} and {tuple(points.shape)}")
+    grid = to_sampling_grid(points, source.shape[2], source.shape[3]).to(source.dtype)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def flow_warp(source: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -38,11 +48,9 @@ def flow_warp(source: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
     Bilinear, border-clamped; differentiable in both ``source`` and ``flow``.
     """
-    _check_flow(source, flow)
+    expected = (source.shape[0], 2, *source.shape[2:]) if source.dim() == 4 else None
+    if expected is None or tuple(flow.shape) != expected:
+        raise ValueError(f"flow_warp needs source (B, C, H, W) and flow (B, 2, H, W) of the same B, H, W; "
+                         f"got source {tuple(source.shape)} and flow {tuple(flow.shape)}")
     height, width = source.shape[-2:]
-    points = pixel_grid(height, width, flow.device, flow.dtype) + flow
-    # align_corners=True: pixel 0 -> -1, pixel size-1 -> +1 (a size-1 axis maps everything to 0).
-    scale = torch.tensor([max(width - 1, 1), max(height - 1, 1)], device=flow.device, dtype=flow.dtype)
-    grid = (points.permute(0, 2, 3, 1) / scale) * 2 - 1
-    return F.grid_sample(source, grid.to(source.dtype), mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    return sample_bilinear(source, pixel_grid(height, width, flow.device, flow.dtype) + flow)

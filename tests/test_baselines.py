@@ -7,6 +7,7 @@ exact reference for the attention, and small optimisation problems each warper m
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import math
 import sys
@@ -24,9 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("none", "affine_stn", "plain_flow", "nonlocal_attn")
 
 
+INSTALLED = importlib.util.find_spec("bench.baselines") is not None
+
+
 def _import_baseline(name: str):
-    """Import ``bench.baselines.<name>``; before ``pip install -e .`` map the repo's baselines/ there."""
-    if "bench.baselines" not in sys.modules and importlib.util.find_spec("bench.baselines") is None:
+    """``bench.baselines.<name>``; before ``pip install -e .`` the repo's baselines/ is mapped there."""
+    if not INSTALLED and "bench.baselines" not in sys.modules:
         folder = ROOT / "baselines"
         spec = importlib.util.spec_from_file_location(
             "bench.baselines", folder / "__init__.py", submodule_search_locations=[str(folder)]
@@ -34,13 +38,13 @@ def _import_baseline(name: str):
         package = importlib.util.module_from_spec(spec)
         sys.modules["bench.baselines"] = package
         spec.loader.exec_module(package)
-    if name == "plain_flow":
-        pytest.importorskip("bench.models.flow_net", reason="FlowEstimator has not landed yet")
     return importlib.import_module(f"bench.baselines.{name}")
 
 
 def warper_class(name: str):
-    _import_baseline(name)
+    """The warper registered as ``name``: loaded through its entry point once the project is installed."""
+    if not INSTALLED:
+        _import_baseline(name)
     return WARPERS.get(name)
 
 
@@ -108,6 +112,9 @@ def smooth_texture(size: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("name", NAMES)
 def test_registered_under_its_name_from_its_module(name):
     cls = warper_class(name)
+    if INSTALLED:
+        (entry_point,) = importlib.metadata.entry_points(group="warpbench.warpers", name=name)
+        assert entry_point.value == f"bench.baselines.{name}"
     assert WARPERS.origin(name) == f"bench.baselines.{name}"
     assert cls.uses_flow == (name == "plain_flow")
     assert cls.two_stage == (name == "plain_flow")

@@ -1,0 +1,646 @@
+"""Procedural talking-face videos in the FaceForensics layout GFLA reads (frames + 68 landmarks).
+
+Each video is one identity: a 68-point iBUG-order 3D face template with per-identity shape jitter,
+skin tone with a shading gradient and optional freckles, hair (colour and style), eyes with irises,
+lips, a striped shirt and accessories (glasses, earrings, a hat) on a static background, so a
+model has appearance to transport.  Over the frames, expression (mouth opening, smile, blinks,
+brow raise, gaze) and head pose (yaw, pitch, roll about a neck pivot, weak perspective, small drift
+and zoom) follow sums of slow sinusoids, so motion is smooth.  Landmarks are projected, rounded to
+integer pixels, and the features are then drawn at exactly those points (on a 2x canvas, LANCZOS
+down), so the written landmark files are where the face is.  Everything is a function of the seed.
+
+Layout written under ``<data_root>/synthetic/faces-<params hash>/``::
+
+    params.json
+    {train,test}_data/<video>/<frame>.png
+    {train,test}_keypoints/<video>/<frame>.txt      68 lines "x,y"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image, ImageDraw
+
+from bench.config import ConfigError, TaskConfig
+from bench.data.base import Progress
+from bench.data.face_landmarks import (
+    INNER_LIPS,
+    LEFT_BROW,
+    LEFT_EYE,
+    MIRROR,
+    NUM_LANDMARKS,
+    OUTER_LIPS,
+    RIGHT_BROW,
+    RIGHT_EYE,
+    write_landmarks,
+)
+
+GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+SUPERSAMPLE = 2
+PHASES = ("train", "test")
+HAIR_STYLES = ("short", "long", "bangs", "bun", "buzz")
+
+# -------------------------------------------------------------------------------------------------
+# Parameters
+# -------------------------------------------------------------------------------------------------
+_DEFAULTS = {"videos_train": 60, "videos_test": 6, "frames_per_video": 40, "seed": 0}
+
+
+@dataclass(frozen=True)
+class FaceGeneratorParams:
+    """What the synthetic face dataset depends on (its hash names the cache directory)."""
+
+    resolution: tuple[int, int]  # H, W
+    videos_train: int
+    videos_test: int
+    frames_per_video: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: TaskConfig) -> FaceGeneratorParams:
+        """Read ``dataset.synthetic`` (resolution defaults to ``dataset.resolution``)."""
+        given = dict(cfg.dataset.synthetic)
+        known = {"resolution", *_DEFAULTS}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key dataset.synthetic.{unknown[0]} for synthetic_faces; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        values = {**_DEFAULTS, "resolution": cfg.dataset.resolution, **given}
+        resolution = values["resolution"]
+        if isinstance(resolution, int):
+            resolution = [resolution, resolution]
+        if not (
+            isinstance(resolution, (list, tuple))
+            and len(resolution) == 2
+            and all(isinstance(v, int) and v >= 16 for v in resolution)
+        ):
+            raise ConfigError(f"dataset.synthetic.resolution: expected [H, W] integers >= 16, got {resolution!r}")
+        for key in _DEFAULTS:
+            value = values[key]
+            minimum = 0 if key in ("videos_test", "seed") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"dataset.synthetic.{key}: expected an integer >= {minimum}, got {value!r}")
+        return cls(
+            tuple(resolution), values["videos_train"], values["videos_test"], values["frames_per_video"], values["seed"]
+        )
+
+    def to_dict(self) -> dict:
+        return {"generator": "synthetic_faces", "version": GENERATOR_VERSION, **asdict(self)}
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# -------------------------------------------------------------------------------------------------
+# Geometry: the template (x right, y down, z towards the camera; face half-width ~1)
+# -------------------------------------------------------------------------------------------------
+def _jaw_half() -> list[tuple[float, float, float]]:
+    points = []
+    for i in range(9):
+        angle = np.pi * i / 16
+        points.append((-(np.cos(angle) ** 0.8), -0.1 + 1.1 * np.sin(angle), -0.7 + np.sin(angle)))
+    return points
+
+
+# Image-left half of the face (the subject's right); the other half is its mirror image.
+_LEFT_HALF: dict[int, tuple[float, float, float]] = {
+    **dict(enumerate(_jaw_half())),
+    **{
+        17 + i: p
+        for i, p in enumerate(
+            [
+                (-0.80, -0.50, 0.25),
+                (-0.65, -0.60, 0.38),
+                (-0.49, -0.63, 0.45),
+                (-0.33, -0.61, 0.50),
+                (-0.18, -0.55, 0.52),
+            ]
+        )
+    },
+    **{27 + i: (0.0, y, z) for i, (y, z) in enumerate([(-0.38, 0.55), (-0.22, 0.68), (-0.05, 0.8), (0.1, 0.92)])},
+    31: (-0.20, 0.20, 0.60),
+    32: (-0.10, 0.24, 0.68),
+    33: (0.0, 0.26, 0.72),
+    **{
+        36 + i: p
+        for i, p in enumerate(
+            [
+                (-0.66, -0.27, 0.30),
+                (-0.54, -0.34, 0.42),
+                (-0.38, -0.34, 0.45),
+                (-0.26, -0.26, 0.44),
+                (-0.38, -0.21, 0.45),
+                (-0.54, -0.21, 0.42),
+            ]
+        )
+    },
+    48: (-0.38, 0.58, 0.42),
+    49: (-0.24, 0.52, 0.55),
+    50: (-0.09, 0.49, 0.62),
+    51: (0.0, 0.51, 0.64),
+    57: (0.0, 0.74, 0.60),
+    58: (-0.11, 0.73, 0.58),
+    59: (-0.26, 0.68, 0.50),
+    60: (-0.32, 0.585, 0.45),
+    61: (-0.12, 0.575, 0.58),
+    62: (0.0, 0.58, 0.60),
+    66: (0.0, 0.59, 0.60),
+    67: (-0.12, 0.59, 0.58),
+}
+
+
+def face_template() -> np.ndarray:
+    """The mean (68, 3) face in iBUG order."""
+    template = np.zeros((NUM_LANDMARKS, 3))
+    for index, point in _LEFT_HALF.items():
+        template[index] = point
+        template[MIRROR[index]] = (-point[0], point[1], point[2])
+    return template
+
+
+_TEMPLATE = face_template()
+_JAW_WEIGHT = np.array([max(0.0, np.sin(np.pi * i / 16)) ** 4 for i in range(17)])  # chin follows the jaw
+_LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
+_CORNERS = [48, 54, 60, 64]
+_NEAR_CORNERS = [49, 53, 55, 59, 61, 63, 65, 67]
+_UPPER_LIDS = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> lower lid point below it
+
+
+# -------------------------------------------------------------------------------------------------
+# Identity and motion
+# -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Identity:
+    """Shape and appearance of one synthetic person (one video)."""
+
+    shape: np.ndarray  # (68, 3) template with this person's proportions
+    skin: tuple[int, int, int]
+    light_from_left: bool
+    freckles: np.ndarray  # (N, 3) points on the cheeks (N may be 0)
+    hair: tuple[int, int, int]
+    hair_style: str
+    hairline: float  # template y of the hairline at the centre
+    iris: tuple[int, int, int]
+    lips: tuple[int, int, int]
+    shirt: tuple[int, int, int]
+    shirt_stripes: tuple[int, int, int]
+    background: tuple[tuple[int, int, int], tuple[int, int, int]]
+    glasses: tuple[int, int, int] | None
+    earrings: tuple[int, int, int] | None
+    hat: tuple[int, int, int] | None
+
+
+def _colour(rng: np.random.Generator, low: float, high: float) -> tuple[int, int, int]:
+    return tuple(int(v) for v in rng.uniform(low, high, 3))  # type: ignore[return-value]
+
+
+def _mix(a: tuple[int, ...], b: tuple[int, ...], t: float) -> tuple[int, int, int]:
+    return tuple(int(round((1 - t) * x + t * y)) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def _symmetric_jitter(rng: np.random.Generator, shape: np.ndarray) -> np.ndarray:
+    """Move mirrored landmark pairs together (x mirrored), plus a little asymmetric noise."""
+    noise = rng.normal(0.0, 0.012, shape.shape)
+    noise = (noise + noise[MIRROR] * np.array([-1.0, 1.0, 1.0])) / 2
+    return shape + noise + rng.normal(0.0, 0.004, shape.shape)
+
+
+def sample_identity(rng: np.random.Generator) -> Identity:
+    """A random person: proportions, colours, hair style and accessories."""
+    shape = _TEMPLATE.copy()
+    jaw = list(range(17))
+    shape[jaw, 0] *= rng.uniform(0.88, 1.08)
+    shape[jaw, 1] = -0.1 + (shape[jaw, 1] + 0.1) * rng.uniform(0.92, 1.08)
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        centre = shape[list(eye)].mean(axis=0)
+        shape[list(eye), :2] = centre[:2] + (shape[list(eye), :2] - centre[:2]) * rng.uniform(0.85, 1.2)
+    spread = rng.uniform(-0.03, 0.05)
+    shape[list(RIGHT_EYE), 0] -= spread
+    shape[list(LEFT_EYE), 0] += spread
+    shape[list(RIGHT_BROW) + list(LEFT_BROW), 1] += rng.uniform(-0.05, 0.04)
+    nose = list(range(31, 36))
+    shape[nose, 0] *= rng.uniform(0.85, 1.25)
+    shape[nose + [30], 1] += rng.uniform(-0.04, 0.06)
+    mouth = list(OUTER_LIPS) + list(INNER_LIPS)
+    shape[mouth, 0] *= rng.uniform(0.85, 1.2)
+    shape[mouth, 1] += rng.uniform(-0.03, 0.04)
+    line = shape[list(INNER_LIPS), 1].mean()
+    shape[list(OUTER_LIPS), 1] = line + (shape[list(OUTER_LIPS), 1] - line) * rng.uniform(0.8, 1.3)
+    shape = _symmetric_jitter(rng, shape)
+
+    skin_palette = [(250, 222, 200), (236, 196, 160), (214, 164, 120), (176, 122, 84), (120, 80, 54)]
+    skin = _mix(skin_palette[rng.integers(len(skin_palette))], _colour(rng, 60, 240), 0.1)
+    hair_palette = [(30, 24, 20), (70, 45, 25), (150, 100, 50), (210, 180, 110), (120, 40, 20), (90, 90, 95)]
+    hair = _mix(hair_palette[rng.integers(len(hair_palette))], _colour(rng, 0, 255), 0.15)
+    cheek_xy = np.stack([rng.uniform(0.2, 0.65, 16) * rng.choice([-1, 1], 16), rng.uniform(-0.12, 0.22, 16)], 1)
+    freckles = (
+        np.concatenate([cheek_xy, 0.55 - 0.3 * np.abs(cheek_xy[:, :1])], axis=1)
+        if rng.random() < 0.4
+        else np.zeros((0, 3))
+    )
+    background = (_colour(rng, 60, 230), _colour(rng, 60, 230))
+    return Identity(
+        shape=shape,
+        skin=skin,
+        light_from_left=bool(rng.random() < 0.5),
+        freckles=freckles,
+        hair=hair,
+        hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))],
+        hairline=float(rng.uniform(-0.78, -0.66)),
+        iris=_colour(rng, 30, 170),
+        lips=_mix((200, 90, 100), _colour(rng, 90, 220), 0.3),
+        shirt=_colour(rng, 20, 235),
+        shirt_stripes=_colour(rng, 20, 235),
+        background=background,
+        glasses=_colour(rng, 0, 120) if rng.random() < 0.4 else None,
+        earrings=_mix((230, 190, 60), (200, 200, 210), float(rng.random())) if rng.random() < 0.4 else None,
+        hat=_colour(rng, 20, 235) if rng.random() < 0.25 else None,
+    )
+
+
+@dataclass(frozen=True)
+class FaceState:
+    """Expression and head pose of one frame (pose angles in radians, position in output pixels)."""
+
+    mouth_open: float  # 0 closed .. 1 wide open
+    smile: float  # -0.3 .. 1
+    blink: float  # 0 open .. 1 closed
+    brow_raise: float  # -0.3 .. 1
+    gaze: tuple[float, float]  # iris offset, -1 .. 1 of the eye's half-width
+    yaw: float
+    pitch: float
+    roll: float
+    scale: float  # pixels per template unit
+    centre: tuple[float, float]  # pixel (x, y) of the template origin
+
+
+def _slow_wave(rng: np.random.Generator, t: np.ndarray, amplitude: float, freq: tuple[float, float]) -> np.ndarray:
+    """A smooth signal in about [-amplitude, amplitude]: three sinusoids of random frequency and phase."""
+    weights = rng.dirichlet(np.ones(3))
+    signal = np.zeros_like(t, dtype=np.float64)
+    for weight in weights:
+        signal += weight * np.sin(2 * np.pi * rng.uniform(*freq) * t + rng.uniform(0, 2 * np.pi))
+    return amplitude * signal
+
+
+def sample_motion(rng: np.random.Generator, frames: int, resolution: tuple[int, int]) -> list[FaceState]:
+    """A smooth sequence of ``frames`` face states for an image of ``resolution`` (H, W)."""
+    height, width = resolution
+    t = np.arange(frames, dtype=np.float64)
+    talk = np.clip(0.3 + _slow_wave(rng, t, 0.6, (0.04, 0.11)), 0.0, 1.0)
+    smile = np.clip(0.25 + _slow_wave(rng, t, 0.5, (0.01, 0.04)), -0.3, 1.0)
+    brow = np.clip(0.1 + _slow_wave(rng, t, 0.5, (0.01, 0.05)), -0.3, 1.0)
+    blink = np.zeros(frames)
+    moment = rng.uniform(2, 25)
+    while moment < frames + 3:
+        blink += np.exp(-(((t - moment) / 1.3) ** 2))
+        moment += rng.uniform(25, 60)
+    blink = np.clip(blink, 0.0, 1.0)
+    gaze_x, gaze_y = _slow_wave(rng, t, 0.6, (0.01, 0.04)), _slow_wave(rng, t, 0.3, (0.01, 0.04))
+    yaw = _slow_wave(rng, t, 0.45, (0.008, 0.035)) + rng.uniform(-0.1, 0.1)
+    pitch = _slow_wave(rng, t, 0.18, (0.008, 0.035))
+    roll = _slow_wave(rng, t, 0.12, (0.008, 0.035))
+    size = min(height, width)
+    scale = 0.29 * size * rng.uniform(0.92, 1.05) * (1 + _slow_wave(rng, t, 0.04, (0.005, 0.02)))
+    centre_x = width * (0.5 + _slow_wave(rng, t, 0.035, (0.005, 0.03)))
+    centre_y = height * (0.5 + _slow_wave(rng, t, 0.025, (0.005, 0.03)))
+    return [
+        FaceState(
+            float(talk[i]),
+            float(smile[i]),
+            float(blink[i]),
+            float(brow[i]),
+            (float(gaze_x[i]), float(gaze_y[i])),
+            float(yaw[i]),
+            float(pitch[i]),
+            float(roll[i]),
+            float(scale[i]),
+            (float(centre_x[i]), float(centre_y[i])),
+        )
+        for i in range(frames)
+    ]
+
+
+def expressive_shape(identity: Identity, state: FaceState) -> np.ndarray:
+    """The identity's (68, 3) template with the frame's expression applied."""
+    shape = identity.shape.copy()
+    drop = 0.3 * state.mouth_open
+    shape[_LOWER_LIP, 1] += drop
+    shape[_CORNERS, 1] += 0.4 * drop
+    shape[[61, 62, 63], 1] -= 0.1 * drop
+    shape[:17, 1] += drop * _JAW_WEIGHT
+    shape[_CORNERS, 0] *= 1 + 0.15 * state.smile
+    shape[_CORNERS, 1] -= 0.06 * state.smile
+    shape[_NEAR_CORNERS, 0] *= 1 + 0.06 * state.smile
+    shape[_NEAR_CORNERS, 1] -= 0.025 * state.smile
+    for upper, lower in _UPPER_LIDS.items():
+        shape[upper, 1] += 0.92 * state.blink * (shape[lower, 1] - shape[upper, 1])
+    shape[list(RIGHT_BROW) + list(LEFT_BROW), 1] -= 0.1 * state.brow_raise
+    return shape
+
+
+_PIVOT = np.array([0.0, 0.1, -1.0])  # the head turns about the neck, behind the face
+
+
+def project(points: np.ndarray, state: FaceState) -> np.ndarray:
+    """Rotate template points (N, 3) by the head pose about the neck pivot and project them with a
+    weak-perspective camera to output pixel coordinates (N, 2) ``x, y``."""
+    cy, sy = np.cos(state.yaw), np.sin(state.yaw)
+    cp, sp = np.cos(state.pitch), np.sin(state.pitch)
+    cr, sr = np.cos(state.roll), np.sin(state.roll)
+    yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    rotated = (points - _PIVOT) @ (roll @ pitch @ yaw).T + _PIVOT
+    return rotated[:, :2] * state.scale + np.asarray(state.centre)
+
+
+def face_landmarks(identity: Identity, state: FaceState) -> np.ndarray:
+    """Integer (68, 2) ``x, y`` pixel landmarks of a frame: where its features are drawn."""
+    return np.rint(project(expressive_shape(identity, state), state)).astype(np.int64)
+
+
+# -------------------------------------------------------------------------------------------------
+# Drawing
+# -------------------------------------------------------------------------------------------------
+def _arc(radius_x: float, radius_y: float, centre_y: float, z: float, count: int = 15) -> np.ndarray:
+    """Template points on the upper half ellipse from the image-right side over the top to the left."""
+    angle = np.linspace(0.0, -np.pi, count)
+    return np.stack(
+        [radius_x * np.cos(angle), centre_y + radius_y * np.sin(angle), z + 0.6 * np.abs(np.sin(angle))], axis=1
+    )
+
+
+def _hairline(identity: Identity, count: int = 11) -> np.ndarray:
+    """Template points of the hairline from the image-left temple to the right one."""
+    x = np.linspace(-0.97, 0.97, count)
+    y = identity.hairline + 0.5 * x**2
+    if identity.hair_style == "bangs":
+        y = identity.hairline + 0.28 + 0.25 * x**2 + 0.05 * (np.arange(count) % 2)
+    if identity.hair_style == "buzz":
+        y = identity.hairline - 0.08 + 0.45 * x**2
+    return np.stack([x, y, 0.35 - 0.5 * x**2], axis=1)
+
+
+class FaceRenderer:
+    """Draws one identity's frames at ``resolution`` (H, W); the static layers are built once."""
+
+    def __init__(self, identity: Identity, resolution: tuple[int, int], first_state: FaceState) -> None:
+        self.identity = identity
+        self.height, self.width = resolution
+        self.canvas_size = (self.width * SUPERSAMPLE, self.height * SUPERSAMPLE)
+        self.base = self._static_layer(first_state)
+        self.skin = self._skin_gradient()
+
+    def _to_canvas(self, pixels: np.ndarray) -> list[tuple[float, float]]:
+        """Output pixel coordinates -> supersampled canvas coordinates (pixel centres match)."""
+        canvas = np.asarray(pixels, dtype=np.float64) * SUPERSAMPLE + (SUPERSAMPLE - 1) / 2
+        return [tuple(p) for p in canvas.tolist()]
+
+    def _static_layer(self, state: FaceState) -> Image.Image:
+        """Background gradient with soft blobs, and the shoulders in a striped shirt."""
+        w, h = self.canvas_size
+        top, bottom = (np.array(c, dtype=np.float64) for c in self.identity.background)
+        ramp = np.linspace(0.0, 1.0, h)[:, None, None]
+        pixels = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (h, w, 3)).astype(np.uint8)
+        image = Image.fromarray(np.ascontiguousarray(pixels))
+        draw = ImageDraw.Draw(image)
+        blob_rng = np.random.default_rng(list(self.identity.background[0] + self.identity.background[1]))
+        for _ in range(3):
+            cx, cy, r = blob_rng.uniform(0, w), blob_rng.uniform(0, h * 0.6), blob_rng.uniform(0.1, 0.25) * w
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=_mix(self.identity.background[0], (255, 255, 255), 0.3))
+        stripes = np.zeros((h, w, 3), dtype=np.uint8)
+        period = max(4, w // 10)
+        stripe_rows = (np.arange(h) // (period // 2)) % 2 == 0
+        stripes[:] = self.identity.shirt
+        stripes[stripe_rows] = self.identity.shirt_stripes
+        mask = Image.new("L", self.canvas_size, 0)
+        cx = state.centre[0] * SUPERSAMPLE
+        half = 1.9 * state.scale * SUPERSAMPLE
+        top_y = (state.centre[1] + 1.2 * state.scale) * SUPERSAMPLE
+        ImageDraw.Draw(mask).ellipse([cx - half, top_y, cx + half, top_y + 2.2 * half], fill=255)
+        image.paste(Image.fromarray(stripes), mask=mask)
+        self.neck_base = (cx, top_y + 0.15 * half, 0.55 * state.scale * SUPERSAMPLE)
+        return image
+
+    def _skin_gradient(self) -> Image.Image:
+        """The skin colour lit from one side, as a full-canvas image pasted through the face mask."""
+        w, h = self.canvas_size
+        light = np.array(_mix(self.identity.skin, (255, 255, 255), 0.12), dtype=np.float64)
+        dark = np.array(_mix(self.identity.skin, (0, 0, 0), 0.22), dtype=np.float64)
+        ramp = np.linspace(0.0, 1.0, w)[None, :, None]
+        if not self.identity.light_from_left:
+            ramp = ramp[:, ::-1]
+        pixels = np.broadcast_to(light * (1 - ramp) + dark * ramp, (h, w, 3)).astype(np.uint8)
+        return Image.fromarray(np.ascontiguousarray(pixels))
+
+    def background(self) -> np.ndarray:
+        """uint8 (H, W, 3): the static layer alone, downsampled as the frames are."""
+        return np.asarray(self.base.resize((self.width, self.height), Image.LANCZOS))
+
+    def render(self, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 (H, W, 3) frame, int (68, 2) landmarks) for one face state."""
+        ident = self.identity
+        landmarks = face_landmarks(ident, state)
+        lm = self._to_canvas(landmarks)
+        px = state.scale * SUPERSAMPLE  # canvas pixels per template unit
+
+        def proj(points: np.ndarray) -> list[tuple[float, float]]:
+            return self._to_canvas(project(np.asarray(points, dtype=np.float64), state))
+
+        def chain(indices: range | list[int]) -> list[tuple[float, float]]:
+            return [lm[i] for i in indices]
+
+        image = self.base.copy()
+        draw = ImageDraw.Draw(image)
+        shade = _mix(ident.skin, (0, 0, 0), 0.3)
+        # Behind the face: long hair, neck, ears and earrings.
+        if ident.hair_style in ("long", "bangs"):
+            back = np.concatenate([_arc(1.18, 1.15, -0.05, -0.8), [[-1.2, 1.35, -0.8], [1.2, 1.35, -0.8]]])
+            draw.polygon(proj(back), fill=_mix(ident.hair, (0, 0, 0), 0.15))
+        neck_x, neck_y, neck_half = self.neck_base
+        neck_top = proj([[-0.5, 0.55, -0.6], [0.5, 0.55, -0.6]])
+        draw.polygon(
+            [neck_top[0], neck_top[1], (neck_x + neck_half, neck_y), (neck_x - neck_half, neck_y)],
+            fill=_mix(ident.skin, (0, 0, 0), 0.15),
+        )
+        for side in (-1, 1):
+            ((ex, ey),) = proj([[side * 1.0, 0.0, -0.6]])
+            draw.ellipse([ex - 0.13 * px, ey - 0.24 * px, ex + 0.13 * px, ey + 0.24 * px], fill=shade)
+            if ident.earrings is not None:
+                ((rx, ry),) = proj([[side * 1.02, 0.3, -0.55]])
+                r = 0.06 * px
+                draw.ellipse([rx - r, ry - r, rx + r, ry + r], fill=ident.earrings)
+        # The face: jaw landmarks closed over the forehead, filled with the shaded skin.
+        outline = chain(range(17)) + proj(_arc(abs(ident.shape[16, 0]), 1.05, ident.shape[16, 1], -0.6)[1:-1])
+        mask = Image.new("L", self.canvas_size, 0)
+        ImageDraw.Draw(mask).polygon(outline, fill=255)
+        image.paste(self.skin, mask=mask)
+        for fx, fy in proj(ident.freckles):
+            r = 0.015 * px
+            draw.ellipse([fx - r, fy - r, fx + r, fy + r], fill=_mix(ident.skin, (120, 60, 30), 0.3))
+        # Hair on top of the head, then the hat.
+        buzz = ident.hair_style == "buzz"
+        cap = np.concatenate([_arc(1.08, 1.06 if buzz else 1.12, -0.1, -0.4), _hairline(ident)])
+        hair = _mix(ident.hair, ident.skin, 0.35) if buzz else ident.hair
+        draw.polygon(proj(cap), fill=hair)
+        if ident.hair_style == "bun":
+            ((bx, by),) = proj([[0.0, -1.3, -0.3]])
+            draw.ellipse([bx - 0.3 * px, by - 0.3 * px, bx + 0.3 * px, by + 0.3 * px], fill=hair)
+        if ident.hat is not None:
+            crown = [[-0.95, -0.72, 0.1], [-0.8, -1.55, -0.2], [0.8, -1.55, -0.2], [0.95, -0.72, 0.1]]
+            brim = [[-1.35, -0.7, 0.2], [1.35, -0.7, 0.2], [1.35, -0.84, 0.2], [-1.35, -0.84, 0.2]]
+            draw.polygon(proj(crown), fill=ident.hat)
+            draw.polygon(proj(brim), fill=_mix(ident.hat, (0, 0, 0), 0.35))
+        # Brows, eyes, nose, mouth at the landmarks.
+        brow_colour = _mix(ident.hair, (0, 0, 0), 0.3)
+        for brow in (RIGHT_BROW, LEFT_BROW):
+            draw.line(chain(brow), fill=brow_colour, width=max(1, round(0.08 * px)), joint="curve")
+        for eye in (RIGHT_EYE, LEFT_EYE):
+            self._draw_eye(draw, chain(eye), state, px)
+        draw.line(chain(range(27, 31)), fill=_mix(ident.skin, (0, 0, 0), 0.12), width=max(1, round(0.04 * px)))
+        draw.line(chain(range(31, 36)), fill=shade, width=max(1, round(0.04 * px)), joint="curve")
+        for nostril in (32, 34):
+            nx, ny = lm[nostril]
+            r = 0.035 * px
+            draw.ellipse([nx - r, ny - r * 0.7, nx + r, ny + r * 0.7], fill=_mix(ident.skin, (0, 0, 0), 0.5))
+        draw.polygon(chain(OUTER_LIPS), fill=ident.lips)
+        draw.polygon(chain(INNER_LIPS), fill=(60, 15, 25))
+        gap = lm[66][1] - lm[62][1]
+        if gap > 0.08 * px:
+            tooth = min(0.4 * gap, 0.08 * px)
+            upper = chain(range(60, 65))
+            draw.polygon(upper + [(x, y + tooth) for x, y in reversed(upper)], fill=(238, 236, 226))
+        draw.line(chain(range(60, 65)), fill=_mix(ident.lips, (0, 0, 0), 0.5), width=max(1, round(0.02 * px)))
+        if ident.glasses is not None:
+            self._draw_glasses(draw, lm, px)
+        small = image.resize((self.width, self.height), Image.LANCZOS)
+        return np.asarray(small), landmarks
+
+    def _draw_eye(self, draw: ImageDraw.ImageDraw, eye: list[tuple[float, float]], state: FaceState, px: float) -> None:
+        """Eye white, iris and pupil, clipped by eyelid patches above and below the lid lines."""
+        points = np.asarray(eye)
+        outer, inner = points[0], points[3]
+        width = float(np.linalg.norm(inner - outer))
+        centre = (outer + inner) / 2 + np.array(state.gaze) * np.array([0.22, 0.12]) * width
+        radius = 0.3 * width
+        draw.polygon(eye, fill=(245, 245, 240))
+        draw.ellipse(
+            [centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius], fill=self.identity.iris
+        )
+        pupil = 0.45 * radius
+        draw.ellipse([centre[0] - pupil, centre[1] - pupil, centre[0] + pupil, centre[1] + pupil], fill=(15, 15, 20))
+        canvas_w, canvas_h = self.canvas_size
+        at = (min(max(int(centre[0]), 0), canvas_w - 1), min(max(int(centre[1]), 0), canvas_h - 1))
+        skin_here = self.skin.getpixel(at)
+        lid = _mix(skin_here, (0, 0, 0), 0.06)  # the shaded skin colour at the eye, a touch darker
+        reach = radius + 0.02 * px
+        upper, lower = eye[0:4], [eye[3], eye[4], eye[5], eye[0]]
+        draw.polygon(upper + [(x, y - reach) for x, y in reversed(upper)], fill=lid)
+        draw.polygon(lower + [(x, y + reach) for x, y in reversed(lower)], fill=lid)
+        draw.line(upper, fill=(25, 20, 20), width=max(1, round(0.035 * px)), joint="curve")
+
+    def _draw_glasses(self, draw: ImageDraw.ImageDraw, lm: list[tuple[float, float]], px: float) -> None:
+        """Round frames around both eyes with a bridge and temple arms."""
+        colour = self.identity.glasses
+        width = max(1, round(0.035 * px))
+        rims = []
+        for eye in (RIGHT_EYE, LEFT_EYE):
+            points = np.asarray([lm[i] for i in eye])
+            centre = points.mean(axis=0)
+            rx = 0.75 * float(np.linalg.norm(points[3] - points[0]))
+            ry = 0.75 * rx
+            draw.ellipse([centre[0] - rx, centre[1] - ry, centre[0] + rx, centre[1] + ry], outline=colour, width=width)
+            rims.append((centre, rx))
+        (right, r_rx), (left, l_rx) = rims
+        draw.line([(right[0] + r_rx, right[1]), (left[0] - l_rx, left[1])], fill=colour, width=width)
+        draw.line([(right[0] - r_rx, right[1]), lm[0]], fill=colour, width=width)
+        draw.line([(left[0] + l_rx, left[1]), lm[16]], fill=colour, width=width)
+
+
+# -------------------------------------------------------------------------------------------------
+# Videos and the dataset directory
+# -------------------------------------------------------------------------------------------------
+def video_rng(seed: int, phase: str, index: int) -> np.random.Generator:
+    """The random stream of one video (independent of every other video)."""
+    return np.random.default_rng([seed, PHASES.index(phase), index])
+
+
+def render_video(params: FaceGeneratorParams, phase: str, index: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Frames and landmarks of video ``index`` of ``phase``: (uint8 (H, W, 3), int (68, 2))."""
+    rng = video_rng(params.seed, phase, index)
+    identity = sample_identity(rng)
+    states = sample_motion(rng, params.frames_per_video, params.resolution)
+    renderer = FaceRenderer(identity, params.resolution, states[0])
+    for state in states:
+        yield renderer.render(state)
+
+
+def video_name(index: int) -> str:
+    return f"{index:04d}"
+
+
+def frame_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def write_dataset(params: FaceGeneratorParams, directory: Path, progress: Progress | None = None) -> None:
+    """Render every video into ``directory`` (FaceForensics layout) and write params.json last."""
+    counts = {"train": params.videos_train, "test": params.videos_test}
+    total = sum(counts.values()) * params.frames_per_video
+    done = 0
+    for phase, count in counts.items():
+        for index in range(count):
+            frames_dir = directory / f"{phase}_data" / video_name(index)
+            keypoints_dir = directory / f"{phase}_keypoints" / video_name(index)
+            frames_dir.mkdir(parents=True)
+            keypoints_dir.mkdir(parents=True)
+            for t, (frame, landmarks) in enumerate(render_video(params, phase, index)):
+                Image.fromarray(frame).save(frames_dir / f"{frame_name(t)}.png")
+                write_landmarks(keypoints_dir / f"{frame_name(t)}.txt", landmarks)
+                done += 1
+            if progress is not None:
+                progress(f"synthetic faces: {phase} video {index + 1}/{count}", done, total)
+    (directory / "params.json").write_text(json.dumps(params.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def prepare_synthetic_faces(cfg: TaskConfig, data_root: Path, progress: Progress | None = None) -> Path:
+    """The synthetic face dataset for ``cfg.dataset.synthetic`` under ``<data_root>/synthetic/``,
+    generated into a temporary directory and renamed into place unless already there."""
+    params = FaceGeneratorParams.from_config(cfg)
+    parent = Path(data_root) / "synthetic"
+    target = parent / f"faces-{params.digest()}"
+
+    def complete() -> bool:
+        marker = target / "params.json"
+        expected = json.loads(json.dumps(params.to_dict()))  # as read back: tuples become lists
+        return marker.is_file() and json.loads(marker.read_text()) == expected
+
+    if complete():
+        return target
+    parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if complete():
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=parent))
+        try:
+            write_dataset(params, staging, progress)
+            if target.exists():  # an incomplete earlier attempt
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    return target

@@ -1,0 +1,201 @@
+"""Benchmark of GFLA's local attention (issue #9): the fast LocalAttention vs the tiled port vs the floor.
+
+For each size it prints forward+backward wall time (best of ``--repeats``) of
+
+* ``fast``:  ``bench.ops.LocalAttention`` (projected source, no patch tensor, gather loop);
+* ``tiled``: ``bench.ops.tiled_local_attention``, the straightforward port of the original layout;
+* ``floor``: the FLOPs of the patch fully-connected layer (forward 2 * (2C k^2) * hidden * B h w,
+  backward twice that) divided by the matmul throughput of a same-shaped ``torch.mm`` measured in
+  the same run,
+
+and the peak memory of each variant against the k^2 * C * H * W * B patch tensor.  On CPU the peak is
+the growth of the peak resident set size (``getrusage`` ru_maxrss) over one forward+backward in a
+fresh subprocess per variant, after its inputs exist; on CUDA it is ``max_memory_allocated`` above
+the memory held before the call.
+
+Run:  PYTHONPATH=. python benchmarks/local_attention.py [--quick] [--repeats N] [--threads N]
+Targets (issue #9): fast within 2x of the floor, >= 4x faster than tiled, peak <= 1.5x the patch tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bench.ops import LocalAttention, tiled_local_attention
+
+HIDDEN = 128
+
+
+@dataclass(frozen=True)
+class Case:
+    batch: int
+    channels: int
+    size: int
+    kernel_size: int
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def label(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"B={self.batch} C={self.channels} {self.size}x{self.size} k={self.kernel_size} {dtype}"
+
+    def patch_bytes(self) -> int:
+        element = torch.empty((), dtype=self.dtype).element_size()
+        return self.kernel_size**2 * self.channels * self.size**2 * self.batch * element
+
+    def fc_flops(self) -> float:
+        """Forward + backward FLOPs of the patch fully-connected layer (backward = 2x forward)."""
+        forward = 2 * (2 * self.channels * self.kernel_size**2) * HIDDEN * self.batch * self.size**2
+        return 3 * forward
+
+
+def make_inputs(case: Case, device: torch.device) -> tuple[LocalAttention, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    module = LocalAttention(case.channels, case.kernel_size, HIDDEN).to(device, case.dtype)
+    shape = (case.batch, case.channels, case.size, case.size)
+    source = torch.randn(shape, device=device, dtype=case.dtype, requires_grad=True)
+    target = torch.randn(shape, device=device, dtype=case.dtype, requires_grad=True)
+    flow = (3 * torch.randn(case.batch, 2, case.size, case.size, device=device, dtype=case.dtype)).requires_grad_()
+    return module, [source, target, flow]
+
+
+VARIANTS: dict[str, Callable[..., torch.Tensor]] = {
+    "fast": lambda module, source, target, flow: module(source, target, flow),
+    "tiled": tiled_local_attention,
+}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_backward(variant: str, module: LocalAttention, inputs: list[torch.Tensor]) -> None:
+    VARIANTS[variant](module, *inputs).sum().backward()
+    for tensor in [*inputs, *module.parameters()]:
+        tensor.grad = None
+
+
+def best_time(run: Callable[[], object], device: torch.device, repeats: int) -> float:
+    run()  # warm-up
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_variant(variant: str, case: Case, device: torch.device, repeats: int) -> float:
+    module, inputs = make_inputs(case, device)
+    return best_time(lambda: forward_backward(variant, module, inputs), device, repeats)
+
+
+def matmul_flops_per_second(case: Case, device: torch.device, repeats: int) -> float:
+    """Throughput of the patch FC layer's forward as one (B h w, 2C k^2) x (2C k^2, hidden) matmul."""
+    rows, inner = case.batch * case.size**2, 2 * case.channels * case.kernel_size**2
+    left = torch.randn(rows, inner, device=device, dtype=case.dtype)
+    right = torch.randn(inner, HIDDEN, device=device, dtype=case.dtype)
+    seconds = best_time(lambda: torch.mm(left, right), device, repeats)
+    return 2 * rows * inner * HIDDEN / seconds
+
+
+def peak_bytes(variant: str, case: Case, device: torch.device) -> int:
+    """Peak memory of one forward+backward beyond the inputs (see the module docstring for how)."""
+    if device.type == "cuda":
+        module, inputs = make_inputs(case, device)
+        forward_backward(variant, module, inputs)  # warm-up: allocator and library workspaces
+        synchronize(device)
+        held = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        forward_backward(variant, module, inputs)
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - held
+    args = [sys.executable, __file__, "--memory-probe", variant, str(case.batch), str(case.channels),
+            str(case.size), str(case.kernel_size), "--threads", str(torch.get_num_threads())]
+    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def memory_probe(variant: str, case: Case) -> None:
+    """Subprocess body: print the growth of peak RSS (bytes) over one CPU forward+backward."""
+    module, inputs = make_inputs(case, torch.device("cpu"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    forward_backward(variant, module, inputs)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) * 1024)  # ru_maxrss is in KiB on Linux
+
+
+def machine_info(device: torch.device) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
+             f"load average {os.getloadavg()[0]:.2f}",
+             f"torch {torch.__version__}, python {platform.python_version()}"]
+    if device.type == "cuda":
+        lines.append(f"GPU: {torch.cuda.get_device_name(device)}")
+    return "\n".join(lines)
+
+
+def cases_for(device: torch.device, quick: bool) -> list[Case]:
+    sizes = [Case(2, 16, 16, 5), Case(2, 32, 8, 3)] if quick else [Case(8, 128, 64, 5), Case(8, 256, 32, 3)]
+    if device.type != "cuda":
+        return sizes
+    return sizes + [Case(c.batch, c.channels, c.size, c.kernel_size, torch.bfloat16) for c in sizes]
+
+
+def report(device: torch.device, quick: bool, repeats: int) -> None:
+    print(machine_info(device))
+    memory_method = ("CUDA max_memory_allocated above held memory" if device.type == "cuda"
+                     else "peak-RSS growth (getrusage ru_maxrss) in a fresh subprocess per variant")
+    print(f"device {device}; times: forward+backward, best of {repeats}; memory: {memory_method}\n")
+    header = (f"{'case':<30} {'fast s':>8} {'tiled s':>8} {'floor s':>8} {'fast/floor':>10} {'tiled/floor':>11} "
+              f"{'tiled/fast':>10} {'patch MB':>9} {'fast mem':>9} {'tiled mem':>9}")
+    print(header)
+    print("-" * len(header))
+    for case in cases_for(device, quick):
+        fast, tiled = (time_variant(variant, case, device, repeats) for variant in ("fast", "tiled"))
+        floor = case.fc_flops() / matmul_flops_per_second(case, device, repeats)
+        patch = case.patch_bytes()
+        fast_mem, tiled_mem = (peak_bytes(v, case, device) / patch for v in ("fast", "tiled"))
+        print(f"{case.label:<30} {fast:8.3f} {tiled:8.3f} {floor:8.3f} {fast / floor:10.2f} {tiled / floor:11.2f} "
+              f"{tiled / fast:10.2f} {patch / 2**20:9.1f} {fast_mem:8.2f}x {tiled_mem:8.2f}x")
+    print("\n(mem columns: peak memory / patch tensor; targets: fast/floor <= 2, tiled/fast >= 4, fast mem <= 1.5x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--memory-probe", nargs=5, metavar=("VARIANT", "B", "C", "SIZE", "K"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        variant, *numbers = args.memory_probe
+        memory_probe(variant, Case(*map(int, numbers)))
+        return
+    report(torch.device(args.device), args.quick, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

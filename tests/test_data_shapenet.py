@@ -179,10 +179,20 @@ def test_datasets_pickle_and_work_in_dataloader_workers(root):
     assert batches[1]["name"][0] == "ue63-9c33_0_0_2_ue63-9c33_8_0"
 
 
-def test_m2nv_model_list_is_accepted_for_test_names(tmp_path):
+def test_m2nv_model_lists_stand_in_for_the_gfla_lists(tmp_path):
     root = write_fixture(tmp_path / "m2nv", test_names="model")
+    reference = [SPEC.train_set(root, config(), seed=5).pair(i) for i in range(54 * 2)]
+    (root / "id_chair_train.txt").unlink()
+    (root / "id_chair_test.txt").unlink()
+    (root / "model_chair_train.txt").write_text("\n".join(TRAIN_MODELS) + "\n")
     assert SPEC.check(root, config()) == []
+    assert [SPEC.train_set(root, config(), seed=5).pair(i) for i in range(54 * 2)] == reference
     assert len(SPEC.test_set(root, config())) == 3 * 18
+    with h5py.File(root / "data_chair.hdf5", "a") as h5:
+        del h5["odd_name_34_20"]
+    assert [str(p) for p in SPEC.check(root, config())] == [
+        f"{root / 'model_chair_train.txt'}:2: view 'odd_name_34_20' has no group in data_chair.hdf5"
+    ]
 
 
 def test_check_passes_on_a_sound_fixture(root):
@@ -222,7 +232,7 @@ def test_check_reports_every_problem_with_file_line_and_key(tmp_path):
 def test_check_reports_missing_files_and_prepare_needs_a_root(tmp_path):
     problems = SPEC.check(tmp_path, config())
     assert sorted(Path(p.where).name for p in problems) == sorted(
-        ["data_chair.hdf5", "id_chair_train.txt", "id_chair_test.txt", "name_chair_test.txt"]
+        ["data_chair.hdf5", "id_chair_train.txt", "name_chair_test.txt"]
     )
     assert all("missing file" in p.message for p in problems)
     with pytest.raises(ConfigError, match="dataset.root"):

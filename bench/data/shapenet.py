@@ -6,9 +6,11 @@ Layout of a dataset directory for category ``<cat>`` (``car`` or ``chair``)::
                                image  uint8 (H, W, 3)
                                pose   2 ints: azimuth index in 10 deg units, elevation in degrees
     id_<cat>_train.txt       training view ids, one <model>_<az>_<el> per line
-    id_<cat>_test.txt        test view ids
-    name_<cat>_test.txt      test model ids (GFLA's name); M2NV ships the same list as
-                             model_<cat>_test.txt, which is read when name_<cat>_test.txt is absent
+                             (or M2NV's model_<cat>_train.txt: model ids, each meaning its 54 views)
+    name_<cat>_test.txt      test model ids, as GFLA reads them
+                             (or M2NV's model_<cat>_test.txt, the same list)
+    id_<cat>_test.txt        optional: test view ids; checked when present, the test pairs come
+                             from the test model ids
 
 Views lie on the grid az in {0, 2, ..., 34} (18 azimuths 20 deg apart) x el in {0, 10, 20}.  The view
 code is GFLA's 21-dim one-hot (18 azimuth bins az/2, then 3 elevation bins el/10), tiled to
@@ -58,8 +60,9 @@ def test_names_name(category: str) -> str:
     return f"name_{category}_test.txt"
 
 
-def m2nv_test_models_name(category: str) -> str:
-    return f"model_{category}_test.txt"
+def m2nv_models_name(category: str, split: str) -> str:
+    """M2NV's per-split model list (``model_<cat>_<split>.txt``)."""
+    return f"model_{category}_{split}.txt"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,24 +111,35 @@ def view_structure(azimuth: int, elevation: int, size: tuple[int, int]) -> torch
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SplitFiles:
-    """The files of one category in a dataset directory."""
+    """The files of one category in a dataset directory.
+
+    GFLA's lists are preferred; M2NV's model lists stand in when they are absent: ``model_<cat>_test.txt``
+    holds the same model ids as ``name_<cat>_test.txt``, and ``model_<cat>_train.txt`` expands to every
+    grid view of each model, which is what M2NV's ``id_*`` files list (model by model, azimuth-major).
+    """
 
     hdf5: Path
-    train_ids: Path
-    test_ids: Path
-    test_models: Path  # name_<cat>_test.txt, or M2NV's model_<cat>_test.txt when that is absent
+    train_list: Path  # id_<cat>_train.txt (view ids), or model_<cat>_train.txt (model ids)
+    test_models: Path  # name_<cat>_test.txt, or model_<cat>_test.txt
+    test_ids: Path  # id_<cat>_test.txt: checked when present, not needed by the loader
 
     @classmethod
     def locate(cls, root: Path, category: str) -> SplitFiles:
         root = Path(root)
-        names = root / test_names_name(category)
-        m2nv = root / m2nv_test_models_name(category)
+
+        def preferred(first: str, fallback: str) -> Path:
+            return root / fallback if not (root / first).exists() and (root / fallback).exists() else root / first
+
         return cls(
             hdf5=root / hdf5_name(category),
-            train_ids=root / train_ids_name(category),
+            train_list=preferred(train_ids_name(category), m2nv_models_name(category, "train")),
+            test_models=preferred(test_names_name(category), m2nv_models_name(category, "test")),
             test_ids=root / test_ids_name(category),
-            test_models=m2nv if not names.exists() and m2nv.exists() else names,
         )
+
+    @property
+    def train_list_has_models(self) -> bool:
+        return self.train_list.name.startswith("model_")
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
@@ -134,9 +148,17 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         return [(number, line.strip()) for number, line in enumerate(handle, 1) if line.strip()]
 
 
+def grid_views(model: str) -> list[tuple[str, int, int]]:
+    """Every view of ``model``, in M2NV's id-file order (azimuth-major)."""
+    return [(model, azimuth, elevation) for azimuth in AZIMUTH_BINS for elevation in ELEVATIONS]
+
+
 def train_views(files: SplitFiles, max_train: int | None) -> list[tuple[str, int, int]]:
     """The training source views in file order, capped at ``max_train``."""
-    views = [parse_view_id(text) for _, text in read_lines(files.train_ids)]
+    if files.train_list_has_models:
+        views = [view for _, model in read_lines(files.train_list) for view in grid_views(model)]
+    else:
+        views = [parse_view_id(text) for _, text in read_lines(files.train_list)]
     return views[:max_train] if max_train is not None else views
 
 
@@ -267,13 +289,12 @@ def check_directory(root: Path, category: str) -> list[Problem]:
     lines (file:line), groups without ``image``/``pose``, wrong shapes or dtypes, off-grid poses."""
     files = SplitFiles.locate(root, category)
     problems: list[Problem] = []
-    expected = {
+    required = {
         files.hdf5: "the M2NV HDF5 file",
-        files.train_ids: "training view ids",
-        files.test_ids: "test view ids",
-        files.test_models: f"test model ids ({m2nv_test_models_name(category)} is accepted instead)",
+        files.train_list: f"training view ids ({m2nv_models_name(category, 'train')} is accepted instead)",
+        files.test_models: f"test model ids ({m2nv_models_name(category, 'test')} is accepted instead)",
     }
-    for path, what in expected.items():
+    for path, what in required.items():
         if not path.is_file():
             problems.append(Problem(str(path), f"missing file; expected {what}"))
     if not files.hdf5.is_file():
@@ -282,23 +303,24 @@ def check_directory(root: Path, category: str) -> list[Problem]:
         h5 = h5py.File(files.hdf5, "r")
     except OSError as exc:
         return [*problems, Problem(str(files.hdf5), f"cannot be opened as HDF5: {exc}")]
-    with h5:
-        needed: dict[str, str] = {}  # group -> where it was first referenced
-        for path in (files.train_ids, files.test_ids):
-            if not path.is_file():
+    needed: dict[str, str] = {}  # group -> the file:line that first asks for it
+    view_lists = [files.test_ids] + ([] if files.train_list_has_models else [files.train_list])
+    for path in view_lists:
+        for number, text in read_lines(path) if path.is_file() else []:
+            try:
+                parse_view_id(text)
+            except ValueError as exc:
+                problems.append(Problem(f"{path}:{number}", str(exc)))
                 continue
-            for number, text in read_lines(path):
-                where = f"{path}:{number}"
-                try:
-                    parse_view_id(text)
-                except ValueError as exc:
-                    problems.append(Problem(where, str(exc)))
-                    continue
-                needed.setdefault(text, where)
-        if files.test_models.is_file():
-            for number, model in read_lines(files.test_models):
-                for azimuth in AZIMUTH_BINS:
-                    needed.setdefault(view_id(model, azimuth, 0), f"{files.test_models}:{number}")
+            needed.setdefault(text, f"{path}:{number}")
+    model_lists = [(files.test_models, [(a, 0) for a in AZIMUTH_BINS])]
+    if files.train_list_has_models:
+        model_lists.append((files.train_list, [(a, e) for _, a, e in grid_views("")]))
+    for path, views in model_lists:
+        for number, model in read_lines(path) if path.is_file() else []:
+            for azimuth, elevation in views:
+                needed.setdefault(view_id(model, azimuth, elevation), f"{path}:{number}")
+    with h5:
         for group, where in needed.items():
             if group not in h5:
                 problems.append(Problem(where, f"view {group!r} has no group in {files.hdf5.name}"))

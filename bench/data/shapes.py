@@ -163,7 +163,11 @@ class SurfaceTexture:
         elif self.kind == "checks":
             mix = (np.floor(q).astype(np.int64).sum(axis=1) % 2).astype(float)
         elif self.kind == "dots":
-            mix = (np.linalg.norm(q - np.round(q), axis=1) < 0.3).astype(float)
+            # two interleaved lattices: every plane passes within 0.25 of some dot centre, so no face
+            # of a part can fall between the dots and come out blank
+            nearest = np.minimum(np.linalg.norm(q - np.round(q), axis=1),
+                                 np.linalg.norm(q + 0.5 - np.round(q + 0.5), axis=1))
+            mix = (nearest < 0.36).astype(float)
         elif self.kind == "noise":
             mix = np.clip((self._value_noise(q) - 0.5) * 4.0 + 0.5, 0.0, 1.0)
         else:
@@ -496,3 +500,17 @@ def write_dataset(params: ShapesParams, out_dir: Path, progress: Progress | None
         lines = [view_id(name, az, el) for name in names[split] for az, el in views]
         (out_dir / file_name).write_text("\n".join(lines) + "\n")
     (out_dir / test_names_name(cat)).write_text("\n".join(names["test"]) + "\n")
+
+
+def preview_sheet(models: int = 5, resolution: int = 96, seed: int = 0,
+                  views: tuple[tuple[float, float], ...] = ((0, 0), (60, 10), (120, 20), (180, 0), (240, 10),
+                                                            (300, 20))) -> np.ndarray:
+    """A uint8 contact sheet: one row per training model (chairs, then cars), one column per view
+    [(azimuth deg, elevation deg)]; ``datasets/samples/shapes.png`` is ``preview_sheet()``."""
+    rows = []
+    for category in CATEGORIES[::-1]:
+        params = ShapesParams(category=category, resolution=resolution, seed=seed)
+        for index in range(models):
+            images = render_views(BUILDERS[category](model_rng(params, "train", index)), list(views), resolution)
+            rows.append(np.concatenate(list(images), axis=1))
+    return np.concatenate(rows, axis=0)

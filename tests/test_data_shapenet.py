@@ -105,34 +105,25 @@ def test_registered_specs():
     assert DATASETS.get("synthetic_shapes").synthetic and not DATASETS.get("shapenet").synthetic
 
 
-def test_train_pairs_keep_the_elevation_and_load_the_named_views(root):
+def test_train_pairs_cover_every_target_azimuth_at_the_source_elevation(root):
     train = SPEC.train_set(root, config(), seed=0)
     train_ids = (root / "id_chair_train.txt").read_text().split()
-    assert len(train) == len(train_ids) == len(TRAIN_MODELS) * 54
-    targets = set()
-    for index in range(0, len(train), 5):
+    assert len(train) == len(train_ids) * 18 == len(TRAIN_MODELS) * 54 * 18
+    for view_index in (0, 40, 101):
+        model, source_az, elevation = parse_view_id(train_ids[view_index])
+        pairs = [train.pair(view_index * 18 + j) for j in range(18)]
+        assert pairs == [(model, source_az, target, elevation) for target in AZIMUTH_BINS]
+    for index in (0, 7 * 18 + 5, len(train) - 1):
         sample = train[index]
         model, source_az, target_az, elevation = train.pair(index)
-        assert (model, source_az, elevation) == parse_view_id(train_ids[index])
         assert sample["name"] == f"{model}_{source_az}_{elevation}_2_{model}_{target_az}_{elevation}"
         assert view_of(sample["source_image"]) == pixel(model, source_az, elevation)
         assert view_of(sample["target_image"]) == pixel(model, target_az, elevation)
         assert torch.equal(sample["source_structure"][:, 0, 0], view_code(source_az, elevation))
         assert torch.equal(sample["target_structure"][:, 0, 0], view_code(target_az, elevation))
         assert sample["source_structure"].shape == (21, 8, 8)
-        targets.add(target_az)
-    assert len(targets) > 9  # targets spread over the azimuths
-
-
-def test_train_targets_are_reproducible_per_seed_and_change_with_epoch(root):
-    def names(seed, epoch=0):
-        dataset = SPEC.train_set(root, config(), seed=seed)
-        dataset.set_epoch(epoch)
-        return [dataset.pair(i) for i in range(len(dataset))]
-
-    assert names(1) == names(1)
-    assert names(1) != names(2) and names(1) != names(1, epoch=1)
-    assert [p[1] for p in names(1)] == [parse_view_id(v)[1] for v in (root / "id_chair_train.txt").read_text().split()]
+    with pytest.raises(IndexError):
+        train[len(train)]
 
 
 def test_test_pairs_give_each_model_its_18_elevation_0_views_in_order(root):
@@ -149,21 +140,22 @@ def test_test_pairs_give_each_model_its_18_elevation_0_views_in_order(root):
     assert [test.pair(i)[1] for i in (0, 18, 36)] == [0, 2, 4]  # source azimuth taken in turn
 
 
-def test_caps_resize_and_reference_images(root):
-    cfg = config(resolution=(4, 6), max_train=10, max_test=20)
+def test_caps_count_models_and_resize_and_reference_images(root):
+    cfg = config(resolution=(4, 6), max_train=1, max_test=2)
     train, test = SPEC.train_set(root, cfg, seed=0), SPEC.test_set(root, cfg)
-    assert len(train) == 10 and len(test) == 20
-    assert [test.pair(i)[0] for i in (0, 17, 18, 19)] == ["ue63-9c33"] * 2 + ["77ff"] * 2
+    assert len(train) == 54 * 18 and {train.pair(i)[0] for i in range(len(train))} == {"1a2b"}
+    assert len(test) == 2 * 18 and [test.pair(i)[0] for i in (0, 17, 18, 35)] == ["ue63-9c33"] * 2 + ["77ff"] * 2
     sample = test[19]
     assert sample["source_image"].shape == (3, 4, 6) and sample["target_structure"].shape == (21, 4, 6)
     assert view_of(sample["target_image"]) == pixel("77ff", 2, 0)  # constant images survive resizing
     reference = SPEC.reference_images(root, cfg, "train")
-    assert len(reference) == 10
+    assert len(reference) == 54
     image = reference[3]
     assert image.dtype == torch.uint8 and image.shape == (3, 4, 6)
     assert image[:, 0, 0].tolist() == pixel(*parse_view_id((root / "id_chair_train.txt").read_text().split()[3]))
     test_reference = SPEC.reference_images(root, cfg, "test")
-    assert len(test_reference) == 18 + 2  # the distinct ground-truth views of the 20 pairs
+    assert len(test_reference) == 2 * 18  # the distinct ground-truth views of the test pairs
+    assert test_reference[20][:, 0, 0].tolist() == pixel("77ff", 4, 0)
     with pytest.raises(ValueError, match="split"):
         SPEC.reference_images(root, cfg, "val")
 
@@ -173,20 +165,20 @@ def test_datasets_pickle_and_work_in_dataloader_workers(root):
     first = train[0]
     clone = pickle.loads(pickle.dumps(train))  # an open h5py handle must not travel
     assert clone[0]["name"] == first["name"]
-    loader = DataLoader(SPEC.test_set(root, config(max_test=8)), batch_size=4, num_workers=2)
+    loader = DataLoader(SPEC.test_set(root, config(max_test=1)), batch_size=4, num_workers=2)
     batches = list(loader)
-    assert [len(b["name"]) for b in batches] == [4, 4]
+    assert [len(b["name"]) for b in batches] == [4, 4, 4, 4, 2]
     assert batches[1]["name"][0] == "ue63-9c33_0_0_2_ue63-9c33_8_0"
 
 
 def test_m2nv_model_lists_stand_in_for_the_gfla_lists(tmp_path):
     root = write_fixture(tmp_path / "m2nv", test_names="model")
-    reference = [SPEC.train_set(root, config(), seed=5).pair(i) for i in range(54 * 2)]
+    reference = [SPEC.train_set(root, config(), seed=5).pair(i) for i in range(54 * 2 * 18)]
     (root / "id_chair_train.txt").unlink()
     (root / "id_chair_test.txt").unlink()
     (root / "model_chair_train.txt").write_text("\n".join(TRAIN_MODELS) + "\n")
     assert SPEC.check(root, config()) == []
-    assert [SPEC.train_set(root, config(), seed=5).pair(i) for i in range(54 * 2)] == reference
+    assert [SPEC.train_set(root, config(), seed=5).pair(i) for i in range(54 * 2 * 18)] == reference
     assert len(SPEC.test_set(root, config())) == 3 * 18
     with h5py.File(root / "data_chair.hdf5", "a") as h5:
         del h5["odd_name_34_20"]

@@ -15,10 +15,11 @@ Layout of a dataset directory for category ``<cat>`` (``car`` or ``chair``)::
 Views lie on the grid az in {0, 2, ..., 34} (18 azimuths 20 deg apart) x el in {0, 10, 20}.  The view
 code is GFLA's 21-dim one-hot (18 azimuth bins az/2, then 3 elevation bins el/10), tiled to
 (21, H, W) as the structure map of both the source and the target.  Sampling follows GFLA: training
-pairs a source view with a random azimuth at the same elevation; the test set gives every test
-model its 18 elevation-0 views as targets, from one source azimuth taken in turn (model i uses
-azimuth bin i mod 18).  ``dataset.max_train`` keeps the first N training source views and
-``dataset.max_test`` the first N test pairs (whole models first, in the test order).
+pairs a source view with a random azimuth at the same elevation (here: every such pair, permuted by
+the trainer's seeded sampler); the test set gives every test model its 18 elevation-0 views as
+targets, from one source azimuth taken in turn (model i uses azimuth bin i mod 18).
+``dataset.max_train`` and ``dataset.max_test`` count *models*: the first N training models (in
+split-file order) and the first N test models (18 pairs each).
 """
 
 from __future__ import annotations
@@ -154,24 +155,26 @@ def grid_views(model: str) -> list[tuple[str, int, int]]:
 
 
 def train_views(files: SplitFiles, max_train: int | None) -> list[tuple[str, int, int]]:
-    """The training source views in file order, capped at ``max_train``."""
+    """The training views in file order, of the first ``max_train`` models (all when None)."""
     if files.train_list_has_models:
         views = [view for _, model in read_lines(files.train_list) for view in grid_views(model)]
     else:
         views = [parse_view_id(text) for _, text in read_lines(files.train_list)]
-    return views[:max_train] if max_train is not None else views
+    if max_train is None:
+        return views
+    kept = set(list(dict.fromkeys(model for model, _, _ in views))[:max_train])
+    return [view for view in views if view[0] in kept]
 
 
 def test_pairs(files: SplitFiles, max_test: int | None) -> list[tuple[str, int, int]]:
-    """(model, source azimuth, target azimuth) at elevation 0: model i keeps source azimuth bin
-    i mod 18 and has all 18 azimuths as targets, as GFLA's test loop; capped at ``max_test``."""
-    models = [text for _, text in read_lines(files.test_models)]
-    pairs = [
+    """(model, source azimuth, target azimuth) at elevation 0 for the first ``max_test`` test models:
+    model i keeps source azimuth bin i mod 18 and has all 18 azimuths as targets, as GFLA's test loop."""
+    models = [text for _, text in read_lines(files.test_models)][:max_test]
+    return [
         (model, AZIMUTH_BINS[index % len(AZIMUTH_BINS)], target)
         for index, model in enumerate(models)
         for target in AZIMUTH_BINS
     ]
-    return pairs[:max_test] if max_test is not None else pairs
 
 
 class ViewReader:
@@ -230,26 +233,24 @@ class _ViewPairs(Dataset):
 
 
 class TrainPairs(_ViewPairs):
-    """One sample per training view: that view as source, a random azimuth at the same elevation
-    as target.  The target is drawn from (seed, epoch, index), so it is reproducible whatever the
-    worker layout; call :meth:`set_epoch` each epoch to draw new targets."""
+    """Every training view as source, paired with each of the 18 azimuths at its elevation.
 
-    def __init__(self, reader: ViewReader, sources: list[tuple[str, int, int]], seed: int) -> None:
+    GFLA draws one random target azimuth per source view and epoch; here the trainer's sampler,
+    seeded by (seed, epoch), permutes all pairs instead, which gives the same distribution (uniform
+    source view, uniform target azimuth at the same elevation) without random state in the dataset,
+    so it is reproducible whatever the worker layout.  Index i is source view i // 18, target bin i % 18.
+    """
+
+    def __init__(self, reader: ViewReader, sources: list[tuple[str, int, int]]) -> None:
         super().__init__(reader)
         self.sources = sources
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.sources)
+        return len(self.sources) * len(AZIMUTH_BINS)
 
     def pair(self, index: int) -> tuple[str, int, int, int]:
-        model, source, elevation = self.sources[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return model, source, AZIMUTH_BINS[int(rng.integers(len(AZIMUTH_BINS)))], elevation
+        model, source, elevation = self.sources[index // len(AZIMUTH_BINS)]
+        return model, source, AZIMUTH_BINS[index % len(AZIMUTH_BINS)], elevation
 
 
 class TestPairs(_ViewPairs):
@@ -393,8 +394,9 @@ class ShapeNetViews(DatasetSpec):
         return ViewReader(SplitFiles.locate(root, self.category(cfg)).hdf5, tuple(cfg.dataset.resolution))
 
     def train_set(self, root: Path, cfg: TaskConfig, seed: int) -> TrainPairs:
+        """All training pairs; ``seed`` is unused, the trainer's seeded sampler draws from them."""
         files = SplitFiles.locate(root, self.category(cfg))
-        return TrainPairs(self._reader(root, cfg), train_views(files, cfg.dataset.max_train), seed)
+        return TrainPairs(self._reader(root, cfg), train_views(files, cfg.dataset.max_train))
 
     def test_set(self, root: Path, cfg: TaskConfig) -> TestPairs:
         files = SplitFiles.locate(root, self.category(cfg))

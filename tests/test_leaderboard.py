@@ -45,6 +45,7 @@ def _scores(method: str, seed: int, ssim: float, lpips: float, fid: float, **kwa
     return record(method, seed, {"ssim": metric(ssim), "lpips": metric(lpips), "fid": metric(fid)}, **kwargs)
 
 
+@pytest.mark.slow  # a second interpreter (another hash seed) rebuilds: ~4 s on an idle 2-core machine
 def test_rebuild_from_records_is_byte_identical_across_processes(tmp_path):
     records = [
         _scores("gfla", 0, 0.71, 0.20, 40.0),

@@ -60,8 +60,7 @@ def _validate_weights(weights: dict[str, float], stage: int) -> dict[str, float]
     if unknown:
         key = sorted(unknown)[0]
         raise ValueError(
-            f"train.stage{stage}_weights.{key}: unknown loss term; stage {stage} knows "
-            f"{', '.join(STAGE_TERMS[stage])}"
+            f"train.stage{stage}_weights.{key}: unknown loss term; stage {stage} knows {', '.join(STAGE_TERMS[stage])}"
         )
     return {k: float(v) for k, v in weights.items() if v}
 
@@ -75,7 +74,13 @@ def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> list[lis
 
 
 class Trainer:
-    """Trains one warper under the shared backbone; see the module docstring."""
+    """Trains one warper under the shared backbone; see the module docstring.
+
+    ``structure_channels`` defaults to the first sample's; ``device`` may be ``"auto"``.  The
+    constructor seeds the global torch/numpy/python RNGs with ``seed`` (model init draws from them).
+    ``on_step`` receives the *unweighted* loss terms, ``total`` (the weighted generator objective)
+    and ``discriminator`` (the D loss) as floats.
+    """
 
     def __init__(
         self,
@@ -90,6 +95,8 @@ class Trainer:
         self.cfg = cfg
         self.warper_name = warper_name
         self.train_set = train_set
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.seed = seed
         self.video = cfg.kind == "face_animation"
@@ -97,9 +104,7 @@ class Trainer:
             raise ValueError("the training set is empty")
         if structure_channels is None:
             first = train_set[0]
-            structure_channels = (
-                first["structures"].shape[1] if self.video else first["source_structure"].shape[0]
-            )
+            structure_channels = first["structures"].shape[1] if self.video else first["source_structure"].shape[0]
         self.num_sources = 2 if self.video else num_sources
         self.weights = {
             1: _validate_weights(cfg.train.stage1_weights, 1),
@@ -116,20 +121,19 @@ class Trainer:
         self.vgg = VGG19Features(cfg.model.vgg).to(self.device)
         self.scale_layers = [spec.layer for spec in self.warper.setup.scales]
         self.scale_kernels = [spec.kernel_size for spec in self.warper.setup.scales]
+        self.correctness_layers = (
+            {losses.correctness_layer(layer) for layer in self.scale_layers} if self.warper.uses_flow else set()
+        )
 
         train = cfg.train
         betas = (train.beta1, train.beta2)
         self.two_stage = self.warper.two_stage and train.stage1_steps > 0
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "g": torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=betas),
-            "d": torch.optim.Adam(
-                self.discriminator.parameters(), lr=train.lr * train.d_lr_ratio, betas=betas
-            ),
+            "d": torch.optim.Adam(self.discriminator.parameters(), lr=train.lr * train.d_lr_ratio, betas=betas),
         }
         if self.two_stage:
-            self.optimizers["stage1"] = torch.optim.Adam(
-                self.warper.pretrain_parameters(), lr=train.lr, betas=betas
-            )
+            self.optimizers["stage1"] = torch.optim.Adam(self.warper.pretrain_parameters(), lr=train.lr, betas=betas)
 
         self.stage = 1 if self.two_stage else 2
         self.step = 0
@@ -200,14 +204,35 @@ class Trainer:
             raise NonFiniteLossError(self.stage, self.step + 1, term, float(value.detach().float().sum()))
 
     def _real_features(self, image: torch.Tensor, layers: set[str]) -> dict[str, torch.Tensor]:
+        """VGG features of a real (or detached) image: no gradient needed."""
+        if not layers:
+            return {}
         with torch.no_grad():
             return self.vgg(image.float(), layers)
+
+    def _source_layers(self, weights: dict[str, float]) -> set[str]:
+        """The VGG layers of the source images that the correctness loss needs."""
+        return self.correctness_layers if "correctness" in weights else set()
+
+    @staticmethod
+    def _perceptual_layers(weights: dict[str, float]) -> set[str]:
+        """The VGG layers the weighted content and style terms compare."""
+        layers: set[str] = set()
+        if "content" in weights:
+            layers |= set(losses.CONTENT_LAYERS)
+        if "style" in weights:
+            layers |= set(losses.STYLE_LAYERS)
+        return layers
+
+    def _target_layers(self, weights: dict[str, float]) -> set[str]:
+        """The VGG layers of the ground truth that the weighted terms need (one pass per image)."""
+        return self._source_layers(weights) | self._perceptual_layers(weights)
 
     def _flow_terms(
         self,
         plan: dict[str, Any],
-        sources: list[torch.Tensor],
-        target: torch.Tensor,
+        source_features: list[dict[str, torch.Tensor]],
+        target_features: dict[str, torch.Tensor],
         weights: dict[str, float],
     ) -> dict[str, torch.Tensor]:
         """Correctness and regularisation of the plan's flows, for the terms that have a weight."""
@@ -216,31 +241,26 @@ class Trainer:
             return terms
         flows = [[flow.float() for flow in scale] for scale in plan["flows"]]
         if "correctness" in weights:
-            layers = {losses.correctness_layer(layer) for layer in self.scale_layers}
-            source_features = [self._real_features(image, layers) for image in sources]
-            target_features = self._real_features(target, layers)
-            terms["correctness"] = losses.correctness_loss(
-                source_features, target_features, flows, self.scale_layers
-            )
+            terms["correctness"] = losses.correctness_loss(source_features, target_features, flows, self.scale_layers)
         if "regularization" in weights:
             terms["regularization"] = losses.regularization_loss(flows, self.scale_kernels)
         return terms
 
     def _image_terms(
-        self, fake: torch.Tensor, real: torch.Tensor, weights: dict[str, float]
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        real_features: dict[str, torch.Tensor],
+        weights: dict[str, float],
     ) -> dict[str, torch.Tensor]:
+        """L1, VGG content and style of a generated image against its ground truth."""
         terms: dict[str, torch.Tensor] = {}
         fake = fake.float()
         if "l1" in weights:
             terms["l1"] = losses.l1_loss(fake, real)
-        wanted = set()
-        if "content" in weights:
-            wanted |= set(losses.CONTENT_LAYERS)
-        if "style" in weights:
-            wanted |= set(losses.STYLE_LAYERS)
+        wanted = self._perceptual_layers(weights)
         if wanted:
             fake_features = self.vgg(fake, wanted)
-            real_features = self._real_features(real, wanted)
             if "content" in weights:
                 terms["content"] = losses.content_loss(fake_features, real_features)
             if "style" in weights:
@@ -253,9 +273,7 @@ class Trainer:
         optimizer = self.optimizers["d"]
         optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = losses.lsgan_discriminator_loss(
-                self.discriminator(real), self.discriminator(fake.detach())
-            )
+            loss = losses.lsgan_discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
         self._check("discriminator", loss)
         loss.backward()
         optimizer.step()
@@ -296,16 +314,18 @@ class Trainer:
         inputs = self._pair_inputs(batch)
         weights = self.weights[self.stage]
         source, target = batch["source_image"], batch["target_image"]
+        source_features = [self._real_features(source, self._source_layers(weights))]
+        target_features = self._real_features(target, self._target_layers(weights))
         if self.stage == 1:
             with self._autocast():
                 plan = self.warper.plan(inputs)
-            terms = self._flow_terms(plan, [source], target, weights)
+            terms = self._flow_terms(plan, source_features, target_features, weights)
             return self._generator_step("stage1", terms, weights, {})
         with self._autocast():
             fake, plan = self.generator(inputs)
         d_value = self._discriminator_step(fake, target) if "gan" in weights else None
-        terms = self._image_terms(fake, target, weights)
-        terms.update(self._flow_terms(plan, [source], target, weights))
+        terms = self._image_terms(fake, target, target_features, weights)
+        terms.update(self._flow_terms(plan, source_features, target_features, weights))
         if "gan" in weights:
             with self._autocast():
                 terms["gan"] = losses.lsgan_generator_loss(self.discriminator(fake))
@@ -334,28 +354,27 @@ class Trainer:
             for name, value in new.items():
                 target[name] = target[name] + value if name in target else value
 
+        source_layers, target_layers = self._source_layers(weights), self._target_layers(weights)
+        reference_features = self._real_features(reference, source_layers)
         previous = self._previous
         for t in range(start, stop):
             if self.stage == 1:  # previous real frame (the reference for the first frame)
-                previous = (
-                    (frames[:, t - 1], structures[:, t - 1]) if t > 0 else (reference, reference_structure)
-                )
+                previous = (frames[:, t - 1], structures[:, t - 1]) if t > 0 else (reference, reference_structure)
             elif previous is None:
                 previous = (reference, reference_structure)
-            inputs = WarpInputs(
-                [previous[0], reference], [previous[1], reference_structure], structures[:, t]
-            )
-            sources = [previous[0].detach(), reference]
+            inputs = WarpInputs([previous[0], reference], [previous[1], reference_structure], structures[:, t])
+            source_features = [self._real_features(previous[0].detach(), source_layers), reference_features]
+            target_features = self._real_features(frames[:, t], target_layers)
             if self.stage == 1:
                 with self._autocast():
                     plan = self.warper.plan(inputs)
-                accumulate(summed, self._flow_terms(plan, sources, frames[:, t], weights))
+                accumulate(summed, self._flow_terms(plan, source_features, target_features, weights))
                 continue
             with self._autocast():
                 fake, plan = self.generator(inputs)
             fakes.append(fake)
-            accumulate(summed, self._image_terms(fake, frames[:, t], weights))
-            accumulate(summed, self._flow_terms(plan, sources, frames[:, t], weights))
+            accumulate(summed, self._image_terms(fake, frames[:, t], target_features, weights))
+            accumulate(summed, self._flow_terms(plan, source_features, target_features, weights))
             accumulate(extra, self.warper.extra_losses(plan, inputs))
             previous = (fake, structures[:, t])
 

@@ -1,0 +1,896 @@
+"""Procedural clothed persons in natural poses, written in the DeepFashion layout GFLA reads.
+
+A person is an *identity* (body build, skin tone, hair, a textured top with an optional torso logo,
+textured trousers / shorts / skirt, shoes) rendered in several *poses* and views (front, back, side).
+Clothing patterns are laid out in each body part's own coordinates (along and across the limb, in
+body units), so stripes, checks and prints move with the body and must be transported between
+poses rather than invented.  Joint positions come from forward kinematics with natural ranges: arms
+from hanging to slightly above horizontal, elbows and knees bending the anatomical way, legs under
+the body; poses whose width would shrink the figure are re-drawn, so nothing leaves the frame.
+
+Views follow how OpenPose sees people: in the back view the nose and eyes are missing; in a side
+view the far eye and ear are missing, the far limbs are drawn behind the torso (darker) and their
+joints are marked missing where the nearer body covers them.  Keypoints are the 18 COCO/OpenPose
+joints as integer pixel ``(y, x)``; the figure is drawn through exactly those integer positions, so
+the annotation written to disk is the drawn pose.  Drawing is PIL at 2x, downsampled with LANCZOS.
+
+Output (``write_dataset``): ``train/`` and ``test/`` PNGs, ``fashion-annotation-{train,test}.csv``
+(``name:keypoints_y:keypoints_x``), ``fashion-pairs-{train,test}.csv`` (``from,to``: two poses of one
+identity) and ``params.json``; train and test identities are disjoint.  ``ensure_dataset`` caches it
+under ``<data_root>/synthetic/persons-<hash>/``.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image, ImageDraw
+
+from bench.config import ConfigError, TaskConfig
+from bench.data.base import Progress
+from bench.data.heatmaps import MISSING, NUM_KEYPOINTS
+
+PARAMS_FILE = "params.json"
+FILE_PREFIX = "fashion"
+GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+SUPERSAMPLE = 2
+VIEWS = ("front", "back", "side_left", "side_right")
+VIEW_WEIGHTS = (0.45, 0.2, 0.175, 0.175)
+PATTERNS = ("solid", "stripes", "vstripes", "checks", "dots", "print")
+LOGOS = ("none", "circle", "triangle", "star", "diamond", "ring")
+
+# COCO-18 indices.
+NOSE, NECK = 0, 1
+R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = 2, 3, 4, 5, 6, 7
+R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 8, 9, 10, 11, 12, 13
+R_EYE, L_EYE, R_EAR, L_EAR = 14, 15, 16, 17
+ARM = {"R": (R_SHOULDER, R_ELBOW, R_WRIST), "L": (L_SHOULDER, L_ELBOW, L_WRIST)}
+LEG = {"R": (R_HIP, R_KNEE, R_ANKLE), "L": (L_HIP, L_KNEE, L_ANKLE)}
+FACE = {"R": (R_EYE, R_EAR), "L": (L_EYE, L_EAR)}
+
+SKIN_TONES = ((255, 224, 196), (241, 194, 150), (224, 172, 120), (198, 140, 90), (150, 98, 60), (96, 60, 38))
+HAIR_COLOURS = ((28, 24, 22), (66, 42, 26), (112, 74, 42), (206, 172, 104), (146, 62, 30), (168, 166, 160))
+
+Point = np.ndarray  # (2,) float (x, y) in output pixels
+RGB = tuple[int, int, int]
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters and caching
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PersonsParams:
+    """Generator parameters (``dataset.synthetic`` keys); any change gives a new cache directory."""
+
+    resolution: tuple[int, int] = (64, 64)  # H, W of the written images
+    identities_train: int = 160
+    identities_test: int = 20
+    poses_per_identity: int = 4
+    pairs_per_identity: int = 6  # ordered (source, target) pose pairs drawn per identity
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        res = self.resolution
+        if (
+            not isinstance(res, (list, tuple))
+            or len(res) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 16 for v in res)
+        ):
+            raise ConfigError(f"dataset.synthetic.resolution: expected [H, W] integers >= 16, got {res!r}")
+        object.__setattr__(self, "resolution", (int(res[0]), int(res[1])))
+        for key in ("identities_train", "identities_test", "pairs_per_identity"):
+            _require_int(key, getattr(self, key), minimum=1)
+        _require_int("poses_per_identity", self.poses_per_identity, minimum=2)
+        _require_int("seed", self.seed, minimum=0)
+        most = self.poses_per_identity * (self.poses_per_identity - 1)
+        if self.pairs_per_identity > most:
+            raise ConfigError(
+                f"dataset.synthetic.pairs_per_identity: {self.pairs_per_identity} exceeds the {most} ordered "
+                f"pairs that poses_per_identity={self.poses_per_identity} allows"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: TaskConfig) -> PersonsParams:
+        """Read ``cfg.dataset.synthetic``; the resolution defaults to ``cfg.dataset.resolution``."""
+        known = {f.name for f in fields(cls)}
+        given = dict(cfg.dataset.synthetic)
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(
+                f"dataset.synthetic: unknown key(s) {', '.join(unknown)} for synthetic_persons; "
+                f"valid keys: {', '.join(sorted(known))}"
+            )
+        given.setdefault("resolution", list(cfg.dataset.resolution))
+        return cls(**given)
+
+    def to_json(self) -> dict:
+        """The parameters as stored in ``params.json`` (with the generator version)."""
+        return {**asdict(self), "resolution": list(self.resolution), "generator_version": GENERATOR_VERSION}
+
+    def digest(self) -> str:
+        """A short hash of the parameters, naming the cache directory."""
+        return hashlib.sha1(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _require_int(key: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"dataset.synthetic.{key}: expected an integer >= {minimum}, got {value!r}")
+
+
+def dataset_dir(params: PersonsParams, data_root: Path) -> Path:
+    """Where the generated dataset for ``params`` lives."""
+    return Path(data_root) / "synthetic" / f"persons-{params.digest()}"
+
+
+def ensure_dataset(params: PersonsParams, data_root: Path, progress: Progress | None = None) -> Path:
+    """Return the dataset directory for ``params``, generating it first unless already cached.
+
+    Generation writes into a temporary sibling directory renamed into place at the end (``params.json``
+    written last), under a file lock, so concurrent callers and interrupted runs never use a
+    half-written dataset.
+    """
+    target = dataset_dir(params, data_root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if _cached(target, params):
+            return target
+        staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            write_dataset(params, staging, progress)
+            (staging / PARAMS_FILE).write_text(json.dumps(params.to_json(), indent=2, sort_keys=True) + "\n")
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _cached(directory: Path, params: PersonsParams) -> bool:
+    try:
+        return json.loads((directory / PARAMS_FILE).read_text()) == params.to_json()
+    except (OSError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Identities and poses
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Garment:
+    """A piece of clothing: base colour and a pattern laid out in body units on each part."""
+
+    base: RGB
+    accent: RGB
+    accent2: RGB
+    pattern: str  # one of PATTERNS
+    period: float  # pattern repeat, body units
+    phase: float  # pattern offset along the part, body units
+
+
+@dataclass(frozen=True)
+class Build:
+    """Body proportions in head heights (the unit of all body geometry)."""
+
+    shoulder: float  # half distance between the shoulder joints
+    hip: float  # half distance between the hip joints
+    torso: float  # neck to hip line
+    upper_arm: float
+    forearm: float
+    thigh: float
+    shin: float
+    girth: float  # limb and torso width factor
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Everything that stays the same when a person changes pose."""
+
+    build: Build
+    skin: RGB
+    hair: RGB
+    long_hair: bool
+    top: Garment
+    sleeves: str  # long, short, none
+    logo: str  # one of LOGOS (drawn on the chest in the front view)
+    logo_colour: RGB
+    bottom: Garment
+    bottom_kind: str  # trousers, shorts, skirt
+    shoes: RGB
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Joint angles in degrees.  Front/back views read the ``abduct`` angles (away from the body in
+    the image plane, 0 = hanging); side views read the ``swing`` angles (forward positive).  Elbows
+    and knees are flexion angles >= 0; ``forearm_up`` turns a bent front-view forearm upwards."""
+
+    view: str
+    lean: float
+    head_tilt: float
+    arm_abduct: tuple[float, float]  # (R, L)
+    arm_swing: tuple[float, float]
+    elbow: tuple[float, float]
+    forearm_up: tuple[bool, bool]
+    leg_abduct: tuple[float, float]
+    leg_swing: tuple[float, float]
+    knee: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Background:
+    """A vertical gradient between two light colours, as studio backdrops."""
+
+    top: RGB
+    bottom: RGB
+
+
+def _colour(h: float, s: float, v: float) -> RGB:
+    r, g, b = colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
+    return (round(r * 255), round(g * 255), round(b * 255))
+
+
+def _garment(rng: np.random.Generator, patterns: tuple[str, ...]) -> Garment:
+    hue = rng.random()
+    base = _colour(hue, rng.uniform(0.25, 0.85), rng.uniform(0.25, 0.85))
+    accent = _colour(hue + rng.uniform(0.25, 0.75), rng.uniform(0.2, 0.9), rng.uniform(0.55, 1.0))
+    accent2 = _colour(hue + rng.uniform(0.1, 0.9), rng.uniform(0.5, 1.0), rng.uniform(0.3, 0.9))
+    period = rng.uniform(0.22, 0.42)
+    return Garment(base, accent, accent2, str(rng.choice(patterns)), period, rng.uniform(0.0, period))
+
+
+def sample_identity(rng: np.random.Generator) -> Identity:
+    """Draw a person: build, skin, hair and clothes."""
+    girth = rng.uniform(0.9, 1.2)
+    limb = rng.uniform(0.95, 1.05)
+    build = Build(
+        shoulder=rng.uniform(0.85, 1.0) * girth**0.5,
+        hip=rng.uniform(0.48, 0.58) * girth**0.5,
+        torso=rng.uniform(2.45, 2.7),
+        upper_arm=1.4 * limb,
+        forearm=1.2 * limb,
+        thigh=1.75 * limb,
+        shin=1.7 * limb,
+        girth=girth,
+    )
+    bottom_kind = str(rng.choice(["trousers", "trousers", "shorts", "skirt"]))
+    return Identity(
+        build=build,
+        skin=SKIN_TONES[rng.integers(len(SKIN_TONES))],
+        hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
+        long_hair=bool(rng.random() < 0.4),
+        top=_garment(rng, PATTERNS),
+        sleeves=str(rng.choice(["long", "short", "short", "none"])),
+        logo=str(rng.choice(LOGOS)),
+        logo_colour=_colour(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0)),
+        bottom=_garment(rng, ("solid", "solid", "stripes", "vstripes", "checks")),
+        bottom_kind=bottom_kind,
+        shoes=_colour(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.1, 0.5)),
+    )
+
+
+def sample_pose(rng: np.random.Generator) -> Pose:
+    """Draw a view and joint angles within natural ranges."""
+    view = str(rng.choice(VIEWS, p=VIEW_WEIGHTS))
+
+    def pair(low: float, high: float) -> tuple[float, float]:
+        return (float(rng.uniform(low, high)), float(rng.uniform(low, high)))
+
+    arm_abduct = tuple(float(rng.uniform(5, 35) if rng.random() < 0.65 else rng.uniform(35, 100)) for _ in range(2))
+    elbow = tuple(float(rng.uniform(0, 15) if rng.random() < 0.5 else rng.uniform(15, 110)) for _ in range(2))
+    forearm_up = tuple(bool(a > 50 and rng.random() < 0.4) for a in arm_abduct)
+    stride = float(rng.uniform(-30, 30))
+    leg_swing = (stride, -stride * float(rng.uniform(0.5, 1.0)))
+    arm_swing = (
+        -leg_swing[0] * float(rng.uniform(0.3, 1.0)) + float(rng.uniform(-10, 10)),
+        -leg_swing[1] * float(rng.uniform(0.3, 1.0)) + float(rng.uniform(-10, 10)),
+    )
+    if rng.random() < 0.15:  # reaching forward with one arm
+        side = int(rng.integers(2))
+        arm_swing = tuple(float(rng.uniform(50, 95)) if i == side else arm_swing[i] for i in range(2))
+    knee = tuple(float(rng.uniform(0, 15) + (rng.uniform(10, 35) if swing < -5 else 0.0)) for swing in leg_swing)
+    return Pose(
+        view=view,
+        lean=float(rng.uniform(-4, 4) if view in ("front", "back") else rng.uniform(-2, 7)),
+        head_tilt=float(rng.uniform(-8, 8)),
+        arm_abduct=arm_abduct,  # type: ignore[arg-type]
+        arm_swing=arm_swing,  # type: ignore[arg-type]
+        elbow=elbow,  # type: ignore[arg-type]
+        forearm_up=forearm_up,  # type: ignore[arg-type]
+        leg_abduct=pair(-2, 16),
+        leg_swing=leg_swing,
+        knee=knee,  # type: ignore[arg-type]
+    )
+
+
+def sample_background(rng: np.random.Generator) -> Background:
+    """A light backdrop, slightly darker at the bottom."""
+    hue, sat, val = rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.8, 0.97)
+    return Background(_colour(hue, sat, val), _colour(hue, sat, val - rng.uniform(0.05, 0.15)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Skeleton (forward kinematics in body units, y down)
+# ---------------------------------------------------------------------------------------------
+def _direction(angle_deg: float, sideways: float) -> Point:
+    """Unit vector at ``angle_deg`` from straight down, turned towards image-x sign ``sideways``."""
+    a = math.radians(angle_deg)
+    return np.array([sideways * math.sin(a), math.cos(a)])
+
+
+@dataclass
+class Skeleton:
+    """Joint positions (18, 2) as (x, y) in body units, with what the renderer needs besides."""
+
+    joints: np.ndarray
+    head_centre: Point
+    head_axis: Point  # unit vector from the top of the head towards the chin
+    facing: float  # side views: +1 facing image right, -1 left; 0 for front/back
+    near: str  # side views: "R" or "L", the side towards the camera; "" for front/back
+
+
+def build_skeleton(identity: Identity, pose: Pose) -> Skeleton:
+    """Forward kinematics: neck at the origin, torso down, limbs from their angles."""
+    b = identity.build
+    joints = np.zeros((NUM_KEYPOINTS, 2))
+    side_view = pose.view.startswith("side")
+    facing = (1.0 if pose.view == "side_right" else -1.0) if side_view else 0.0
+    # A person facing image right shows the camera their right side.
+    near = ("R" if facing > 0 else "L") if side_view else ""
+    # Side views: a positive lean brings the neck ahead of the hips, so the torso axis points back.
+    down = _direction(-pose.lean, facing) if side_view else _direction(pose.lean, 1.0)
+    across = np.array([down[1], -down[0]])  # image-right perpendicular of the torso axis
+    for i, side in enumerate("RL"):
+        shoulder_j, elbow_j, wrist_j = ARM[side]
+        hip_j, knee_j, ankle_j = LEG[side]
+        if side_view:
+            behind = 0.0 if side == near else -0.08 * facing
+            joints[shoulder_j] = [behind, 0.05]
+            joints[hip_j] = down * b.torso + [behind, 0.0]
+            upper = _direction(pose.arm_swing[i], facing)
+            fore = _direction(pose.arm_swing[i] + max(pose.elbow[i], 5.0), facing)
+            thigh = _direction(pose.leg_swing[i], facing)
+            shin = _direction(pose.leg_swing[i] - pose.knee[i], facing)
+            lengths = (b.upper_arm, b.forearm, b.thigh, b.shin)
+        else:
+            # Front view: the person's right is on the image left; back view: mirrored.
+            outward = (-1.0 if side == "R" else 1.0) * (1.0 if pose.view == "front" else -1.0)
+            joints[shoulder_j] = across * outward * b.shoulder + down * 0.12
+            joints[hip_j] = down * b.torso + across * outward * b.hip
+            abduct = pose.arm_abduct[i] + pose.lean * outward
+            bend = pose.elbow[i] if pose.forearm_up[i] else -pose.elbow[i]
+            upper = _direction(abduct, outward)
+            fore = _direction(min(max(abduct + bend, -45.0), 165.0), outward)
+            thigh = _direction(pose.leg_abduct[i], outward)
+            shin = _direction(pose.leg_abduct[i] * 0.4, outward)
+            # Bending towards or away from the camera shortens the limb on the image.
+            lengths = (
+                b.upper_arm * max(0.7, math.cos(math.radians(pose.arm_swing[i]))),
+                b.forearm * max(0.6, math.cos(math.radians(pose.elbow[i] * 0.6))),
+                b.thigh * max(0.8, math.cos(math.radians(pose.leg_swing[i]))),
+                b.shin * max(0.85, math.cos(math.radians(pose.knee[i] - pose.leg_swing[i]))),
+            )
+        joints[elbow_j] = joints[shoulder_j] + upper * lengths[0]
+        joints[wrist_j] = joints[elbow_j] + fore * lengths[1]
+        joints[knee_j] = joints[hip_j] + thigh * lengths[2]
+        joints[ankle_j] = joints[knee_j] + shin * lengths[3]
+    tilt = pose.lean + pose.head_tilt
+    head_axis = _direction(-tilt, facing) if side_view else _direction(tilt, 1.0)
+    head_centre = -head_axis * 0.85 + np.array([0.08 * facing, 0.0])
+    head_across = np.array([head_axis[1], -head_axis[0]])
+    if side_view:
+        joints[NOSE] = head_centre + head_across * 0.40 * facing + head_axis * 0.1
+        joints[FACE[near][0]] = head_centre + head_across * 0.22 * facing - head_axis * 0.06
+        joints[FACE[near][1]] = head_centre - head_across * 0.06 * facing + head_axis * 0.02
+        far = "L" if near == "R" else "R"
+        joints[FACE[far][0]] = joints[FACE[near][0]]
+        joints[FACE[far][1]] = joints[FACE[near][1]]
+    else:
+        mirror = 1.0 if pose.view == "front" else -1.0
+        joints[NOSE] = head_centre + head_axis * 0.12
+        joints[R_EYE] = head_centre - head_across * 0.17 * mirror - head_axis * 0.05
+        joints[L_EYE] = head_centre + head_across * 0.17 * mirror - head_axis * 0.05
+        joints[R_EAR] = head_centre - head_across * 0.41 * mirror
+        joints[L_EAR] = head_centre + head_across * 0.41 * mirror
+    return Skeleton(joints, head_centre, head_axis, facing, near)
+
+
+def _extent(skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box (min xy, max xy) of the drawn figure in body units."""
+    pts = np.vstack([skeleton.joints, skeleton.head_centre[None]])
+    low = pts.min(axis=0) - 0.38
+    high = pts.max(axis=0) + 0.38
+    low[1] = min(low[1], skeleton.head_centre[1] - 0.62)
+    high[1] = max(high[1], skeleton.joints[[R_ANKLE, L_ANKLE], 1].max() + 0.32)
+    return low, high
+
+
+@dataclass
+class Layout:
+    """A skeleton placed in the image: integer keypoints and the pixels per body unit."""
+
+    keypoints: np.ndarray  # (18, 2) int (x, y) pixel indices of every joint (hidden ones too)
+    head_centre: Point
+    unit: float  # output pixels per body unit
+
+
+def _scales(skeleton: Skeleton, height: int, width: int) -> tuple[float, float]:
+    """Pixels per body unit that fit the figure's height and its width into the frame (with margins)."""
+    low, high = _extent(skeleton)
+    size = high - low
+    return 0.92 * (height - 2) / size[1], 0.92 * (width - 2) / size[0]
+
+
+def width_fit(skeleton: Skeleton, height: int, width: int) -> float:
+    """1 when the height decides the figure's scale; below 1 when a wide pose must be shrunk."""
+    by_height, by_width = _scales(skeleton, height, width)
+    return min(1.0, by_width / by_height)
+
+
+def place(skeleton: Skeleton, rng: np.random.Generator, height: int, width: int) -> Layout:
+    """Scale and position the figure inside the frame, with random size and position jitter."""
+    low, high = _extent(skeleton)
+    unit = min(_scales(skeleton, height, width)) * rng.uniform(0.9, 1.0)
+    slack = np.array([width - 1, height - 1]) - (high - low) * unit
+    offset = np.array([rng.uniform(0.3, 0.7) * slack[0], rng.uniform(0.55, 0.85) * slack[1]]) - low * unit
+    keypoints = np.round(skeleton.joints * unit + offset).astype(np.int64)
+    return Layout(keypoints, skeleton.head_centre * unit + offset, unit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------
+def _darker(colour: RGB, factor: float) -> RGB:
+    return (round(colour[0] * factor), round(colour[1] * factor), round(colour[2] * factor))
+
+
+def _shade(garment: Garment, factor: float) -> Garment:
+    return Garment(
+        _darker(garment.base, factor),
+        _darker(garment.accent, factor),
+        _darker(garment.accent2, factor),
+        garment.pattern,
+        garment.period,
+        garment.phase,
+    )
+
+
+def _solid(colour: RGB) -> Garment:
+    return Garment(colour, colour, colour, "solid", 1.0, 0.0)
+
+
+def _backdrop(background: Background, height: int, width: int) -> Image.Image:
+    ramp = np.linspace(0.0, 1.0, height)[:, None]
+    rows = ((1 - ramp) * np.array(background.top) + ramp * np.array(background.bottom)).round()
+    return Image.fromarray(np.ascontiguousarray(np.broadcast_to(rows.astype(np.uint8)[:, None, :], (height, width, 3))))
+
+
+def render_background(background: Background, height: int, width: int) -> Image.Image:
+    """The backdrop alone, exactly as behind a person (drawn at 2x and downsampled the same way)."""
+    return _backdrop(background, height * SUPERSAMPLE, width * SUPERSAMPLE).resize(
+        (width, height), Image.Resampling.LANCZOS
+    )
+
+
+class _Canvas:
+    """PIL drawing in output-pixel coordinates (pixel centres at integers) on a supersampled image."""
+
+    def __init__(self, background: Background, height: int, width: int, unit: float) -> None:
+        self.image = _backdrop(background, height * SUPERSAMPLE, width * SUPERSAMPLE)
+        self.draw = ImageDraw.Draw(self.image)
+        self.unit = unit
+        self.size = (width, height)
+
+    def xy(self, points: np.ndarray) -> list[tuple[float, float]]:
+        pts = (np.asarray(points, dtype=float).reshape(-1, 2) + 0.5) * SUPERSAMPLE
+        return [tuple(p) for p in pts.tolist()]
+
+    def polygon(self, points: np.ndarray, colour: RGB) -> None:
+        self.draw.polygon(self.xy(points), fill=colour)
+
+    def ellipse(self, centre: Point, rx: float, ry: float, colour: RGB) -> None:
+        """An axis-aligned ellipse with radii in body units."""
+        ((cx, cy),) = self.xy(centre)
+        s = SUPERSAMPLE * self.unit
+        self.draw.ellipse((cx - rx * s, cy - ry * s, cx + rx * s, cy + ry * s), fill=colour)
+
+    def disc(self, centre: Point, radius: float, colour: RGB) -> None:
+        self.ellipse(centre, radius, radius, colour)
+
+    def chord(self, centre: Point, rx: float, ry: float, start: float, end: float, colour: RGB) -> None:
+        ((cx, cy),) = self.xy(centre)
+        s = SUPERSAMPLE * self.unit
+        self.draw.chord((cx - rx * s, cy - ry * s, cx + rx * s, cy + ry * s), start, end, fill=colour)
+
+    def result(self) -> Image.Image:
+        return self.image.resize(self.size, Image.Resampling.LANCZOS)
+
+
+def _patch(corners: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Bilinear patch: corners (a_left, a_right, b_right, b_left); t in [0, 1] from a to b, s in
+    [-1, 1] from left to right.  Returns points of shape t.shape + (2,)."""
+    t = np.asarray(t, dtype=float)[..., None]
+    sigma = (np.asarray(s, dtype=float)[..., None] + 1) / 2
+    a = corners[0] + (corners[1] - corners[0]) * sigma
+    b = corners[3] + (corners[2] - corners[3]) * sigma
+    return a + (b - a) * t
+
+
+def _limb_corners(a: Point, b: Point, half_a: float, half_b: float) -> np.ndarray:
+    axis = b - a
+    normal = np.array([-axis[1], axis[0]]) / max(np.hypot(*axis), 1e-6)
+    return np.array([a - normal * half_a, a + normal * half_a, b + normal * half_b, b - normal * half_b])
+
+
+def _pattern_cells(garment: Garment, length: float, half: float) -> tuple[np.ndarray, ...]:
+    """Accent rectangles ``(u0, u1, v0, v1)`` of a stripes/vstripes/checks pattern in body units:
+    u along the part from its start, v across from its axis."""
+    p, big = garment.period, 1e3
+    along = np.arange(-1, int(length / p) + 2) * p + garment.phase
+    lanes = np.arange(-int(half / p) - 1, int(half / p) + 1) * p
+    if garment.pattern == "stripes":
+        return along, along + 0.45 * p, np.full_like(along, -big), np.full_like(along, big)
+    if garment.pattern == "vstripes":
+        return np.full_like(lanes, -big), np.full_like(lanes, big), lanes + 0.25 * p, lanes + 0.7 * p
+    u, v = np.meshgrid(along, lanes, indexing="ij")
+    odd = (np.rint(u / p - garment.phase / p) + np.rint(v / p)) % 2 == 0
+    return u[odd], u[odd] + p, v[odd], v[odd] + p
+
+
+def _draw_part(canvas: _Canvas, corners: np.ndarray, length: float, garment: Garment) -> None:
+    """Fill a quad part and lay the garment's pattern over it in the part's own body units:
+    ``length`` is the part's true length (before foreshortening), so patterns stay attached."""
+    canvas.polygon(corners, garment.base)
+    if garment.pattern == "solid":
+        return
+    unit = canvas.unit
+    half_a = np.hypot(*(corners[1] - corners[0])) / 2 / unit
+    half_b = np.hypot(*(corners[2] - corners[3])) / 2 / unit
+    if garment.pattern in ("dots", "print"):
+        _draw_prints(canvas, corners, length, (half_a, half_b), garment)
+        return
+    u0, u1, v0, v1 = _pattern_cells(garment, length, max(half_a, half_b))
+    t = np.clip(np.stack([u0, u1], axis=1) / length, 0.0, 1.0)  # (n, 2): the cell's ends along the part
+    half = half_a + (half_b - half_a) * t
+    s0 = np.clip(v0[:, None] / half, -1.0, 1.0)  # (n, 2): the cell's sides at each end
+    s1 = np.clip(v1[:, None] / half, -1.0, 1.0)
+    keep = (t[:, 1] > t[:, 0]) & ((s1 > s0).any(axis=1))
+    ts = t[keep][:, [0, 0, 1, 1]]
+    ss = np.stack([s0[keep][:, 0], s1[keep][:, 0], s1[keep][:, 1], s0[keep][:, 1]], axis=1)
+    for quad in _patch(corners, ts, ss):
+        canvas.polygon(quad, garment.accent)
+
+
+def _draw_prints(
+    canvas: _Canvas, corners: np.ndarray, length: float, half: tuple[float, float], garment: Garment
+) -> None:
+    """Dots, or diamonds in two alternating colours, on a staggered lattice inside the part."""
+    p, radius = garment.period, 0.22 * garment.period
+    rows = np.arange(-1, int(length / p) + 2)
+    lanes = np.arange(-int(max(half) / p) - 1, int(max(half) / p) + 2)
+    i, j = np.meshgrid(rows, lanes, indexing="ij")
+    u = i * p + garment.phase
+    v = (j + 0.5 * (i % 2)) * p
+    t = u / length
+    w = half[0] + (half[1] - half[0]) * t
+    inside = (u >= radius) & (u <= length - radius) & (np.abs(v) + radius <= w)
+    centres = _patch(corners, t[inside], v[inside] / w[inside])
+    diamond = np.array([[0, -1], [1, 0], [0, 1], [-1, 0]]) * 1.2 * radius * canvas.unit
+    for centre, parity in zip(centres, (i + j)[inside] % 2):
+        if garment.pattern == "dots":
+            canvas.disc(centre, radius, garment.accent)
+        else:
+            canvas.polygon(centre + diamond, garment.accent if parity else garment.accent2)
+
+
+def _draw_limb(
+    canvas: _Canvas,
+    joints: np.ndarray,
+    chain: tuple[int, int, int],
+    lengths: tuple[float, float],
+    halves: tuple[float, float, float],
+    dress: tuple[Garment, Garment],
+) -> None:
+    """Two segments (upper, lower), each in its own garment (or skin), over round joint caps."""
+    a, b, c = (joints[j].astype(float) for j in chain)
+    unit = canvas.unit
+    canvas.disc(a, halves[0], dress[0].base)
+    canvas.disc(b, halves[1], dress[1].base)
+    _draw_part(canvas, _limb_corners(a, b, halves[0] * unit, halves[1] * unit), lengths[0], dress[0])
+    _draw_part(canvas, _limb_corners(b, c, halves[1] * unit, halves[2] * unit), lengths[1], dress[1])
+
+
+def _draw_arm(canvas: _Canvas, identity: Identity, joints: np.ndarray, side: str, shade: float) -> None:
+    g = identity.build.girth
+    skin = _solid(_darker(identity.skin, shade))
+    sleeve = _shade(identity.top, shade)
+    dress = {"long": (sleeve, sleeve), "short": (sleeve, skin), "none": (skin, skin)}[identity.sleeves]
+    chain = ARM[side]
+    _draw_limb(
+        canvas, joints, chain, (identity.build.upper_arm, identity.build.forearm), (0.24 * g, 0.19 * g, 0.15 * g), dress
+    )
+    elbow, wrist = joints[chain[1]].astype(float), joints[chain[2]].astype(float)
+    direction = (wrist - elbow) / max(np.hypot(*(wrist - elbow)), 1e-6)
+    canvas.disc(wrist + direction * 0.12 * canvas.unit, 0.15 * g, skin.base)
+
+
+def _draw_leg(canvas: _Canvas, identity: Identity, joints: np.ndarray, side: str, facing: float, shade: float) -> None:
+    g = identity.build.girth
+    skin = _solid(_darker(identity.skin, shade))
+    cloth = _shade(identity.bottom, shade)
+    dress = {"trousers": (cloth, cloth), "shorts": (cloth, skin), "skirt": (skin, skin)}[identity.bottom_kind]
+    chain = LEG[side]
+    _draw_limb(
+        canvas, joints, chain, (identity.build.thigh, identity.build.shin), (0.33 * g, 0.25 * g, 0.17 * g), dress
+    )
+    ankle = joints[chain[2]].astype(float)
+    shoe = _darker(identity.shoes, shade)
+    if facing:
+        canvas.ellipse(ankle + np.array([0.2 * facing, 0.12]) * canvas.unit, 0.32, 0.13, shoe)
+    else:
+        canvas.ellipse(ankle + np.array([0.0, 0.12]) * canvas.unit, 0.2, 0.14, shoe)
+
+
+@dataclass
+class TorsoQuads:
+    """The torso's parts in output pixels, each a quad (a_left, a_right, b_right, b_left)."""
+
+    top: np.ndarray  # shoulders to waist
+    pelvis: np.ndarray  # waist to crotch
+    skirt: np.ndarray  # waist to above the knees, flared
+
+
+def torso_quads(identity: Identity, sk: Skeleton, joints: np.ndarray, unit: float) -> TorsoQuads:
+    """Quads of the top, the pelvis and a skirt from the neck and hip keypoints."""
+    g = identity.build.girth
+    neck = joints[NECK].astype(float)
+    hips = (joints[R_HIP] + joints[L_HIP]) / 2
+    down = (hips - neck) / max(np.hypot(*(hips - neck)), 1e-6)
+    across = np.array([down[1], -down[0]]) * unit
+    if sk.facing:
+        chest, waist = 0.55 * g, 0.47 * g
+    else:
+        spread = abs(float(np.dot(joints[L_SHOULDER] - joints[R_SHOULDER], across))) / 2 / unit**2
+        chest, waist = spread + 0.12 * g, identity.build.hip + 0.22 * g
+    belt = hips - down * 0.15 * unit
+    crotch = hips + down * 0.45 * unit
+    hem = hips + down * 1.25 * unit
+    return TorsoQuads(
+        top=np.array([neck - across * chest, neck + across * chest, hips + across * waist, hips - across * waist]),
+        pelvis=np.array(
+            [
+                belt - across * waist,
+                belt + across * waist,
+                crotch + across * waist * 0.75,
+                crotch - across * waist * 0.75,
+            ]
+        ),
+        skirt=np.array(
+            [belt - across * waist, belt + across * waist, hem + across * waist * 1.45, hem - across * waist * 1.45]
+        ),
+    )
+
+
+def _draw_logo(canvas: _Canvas, identity: Identity, corners: np.ndarray) -> None:
+    centre = _patch(corners, 0.3, 0.0)
+    axis = _patch(corners, 1.0, 0.0) - _patch(corners, 0.0, 0.0)
+    angle = math.atan2(-axis[0], axis[1])
+    r = 0.26 * canvas.unit * identity.build.girth
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+    def shape(points: list[tuple[float, float]]) -> np.ndarray:
+        return centre + (np.array(points) * r) @ rot.T
+
+    colour = identity.logo_colour
+    if identity.logo == "circle":
+        canvas.disc(centre, 0.26 * identity.build.girth, colour)
+    elif identity.logo == "ring":
+        canvas.disc(centre, 0.26 * identity.build.girth, colour)
+        canvas.disc(centre, 0.14 * identity.build.girth, identity.top.base)
+    elif identity.logo == "triangle":
+        canvas.polygon(shape([(0, -1), (0.95, 0.7), (-0.95, 0.7)]), colour)
+    elif identity.logo == "diamond":
+        canvas.polygon(shape([(0, -1), (0.75, 0), (0, 1), (-0.75, 0)]), colour)
+    elif identity.logo == "star":
+        star = [
+            (
+                math.sin(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
+                -math.cos(k * math.pi / 5) * (1 if k % 2 == 0 else 0.45),
+            )
+            for k in range(10)
+        ]
+        canvas.polygon(shape(star), colour)
+
+
+def _draw_head(canvas: _Canvas, identity: Identity, pose: Pose, sk: Skeleton, layout: Layout) -> None:
+    joints = layout.keypoints.astype(float)
+    centre = layout.head_centre
+    skin = identity.skin
+    # The head's rotation in PIL's clockwise degrees, to turn the hair chords with it.
+    tilt = math.degrees(math.atan2(-sk.head_axis[0], sk.head_axis[1]))
+    dark = (30, 25, 25)
+    if sk.facing:
+        canvas.ellipse(centre, 0.4, 0.5, skin)
+        canvas.ellipse(joints[NOSE], 0.07, 0.07, skin)
+        # Hair over the back and top: a chord from behind the jaw round to the brow.
+        start, end = (120, 300) if sk.facing > 0 else (240, 60)
+        canvas.chord(centre, 0.44, 0.54, start + tilt, end + tilt, identity.hair)
+        canvas.ellipse(joints[FACE[sk.near][1]], 0.08, 0.12, _darker(skin, 0.9))
+        canvas.disc(joints[FACE[sk.near][0]], 0.06, dark)
+        return
+    for side in "RL":
+        canvas.ellipse(joints[FACE[side][1]], 0.08, 0.13, _darker(skin, 0.92))
+    if pose.view == "back":
+        canvas.ellipse(centre - np.array([0.0, 0.02]) * layout.unit, 0.42, 0.53, identity.hair)
+        return
+    canvas.ellipse(centre, 0.39, 0.5, skin)
+    canvas.chord(centre - np.array([0.0, 0.04]) * layout.unit, 0.43, 0.52, 185 + tilt, 355 + tilt, identity.hair)
+    for eye in (R_EYE, L_EYE):
+        canvas.disc(joints[eye], 0.06, dark)
+    canvas.disc(joints[NOSE], 0.05, _darker(skin, 0.8))
+    mouth = joints[NOSE] + (joints[NOSE] - (joints[R_EYE] + joints[L_EYE]) / 2) * 1.1
+    canvas.ellipse(mouth, 0.1, 0.03, (150, 60, 60))
+
+
+def _draw_long_hair(canvas: _Canvas, identity: Identity, layout: Layout) -> None:
+    top = layout.head_centre
+    neck = layout.keypoints[NECK].astype(float)
+    down = (neck - top) / max(np.hypot(*(neck - top)), 1e-6)
+    across = np.array([down[1], -down[0]])
+    u = layout.unit
+    canvas.polygon(
+        np.array(
+            [
+                top - across * 0.45 * u,
+                top + across * 0.45 * u,
+                neck + down * 0.55 * u + across * 0.5 * u,
+                neck + down * 0.55 * u - across * 0.5 * u,
+            ]
+        ),
+        identity.hair,
+    )
+
+
+def _draw_neck(canvas: _Canvas, identity: Identity, layout: Layout) -> None:
+    neck = layout.keypoints[NECK].astype(float)
+    g = identity.build.girth
+    canvas.polygon(
+        _limb_corners(layout.head_centre, neck, 0.16 * g * layout.unit, 0.19 * g * layout.unit),
+        _darker(identity.skin, 0.93),
+    )
+
+
+def _point_in_quad(point: np.ndarray, quad: np.ndarray) -> bool:
+    """Whether ``point`` lies inside the convex quad (either winding)."""
+    edge = np.roll(quad, -1, axis=0) - quad
+    to_point = point - quad
+    signs = edge[:, 0] * to_point[:, 1] - edge[:, 1] * to_point[:, 0]
+    return bool((signs >= 0).all() or (signs <= 0).all())
+
+
+def render_person(
+    identity: Identity, pose: Pose, background: Background, height: int, width: int, rng: np.random.Generator
+) -> tuple[Image.Image, np.ndarray]:
+    """Draw one person; return the RGB image and (18, 2) int ``(y, x)`` keypoints (-1: not visible).
+
+    ``rng`` only places the figure in the frame (scale and position jitter).
+    """
+    sk = build_skeleton(identity, pose)
+    layout = place(sk, rng, height, width)
+    kp = layout.keypoints
+    canvas = _Canvas(background, height, width, layout.unit)
+    quads = torso_quads(identity, sk, kp, layout.unit)
+    visible = np.ones(NUM_KEYPOINTS, dtype=bool)
+
+    def torso() -> None:
+        if identity.bottom_kind == "skirt":
+            _draw_part(canvas, quads.skirt, 1.4, identity.bottom)
+        else:
+            _draw_part(canvas, quads.pelvis, 0.6, identity.bottom)
+        _draw_part(canvas, quads.top, identity.build.torso, identity.top)
+
+    if sk.facing:
+        near, far = sk.near, ("L" if sk.near == "R" else "R")
+        _draw_arm(canvas, identity, kp, far, 0.75)
+        _draw_leg(canvas, identity, kp, far, sk.facing, 0.75)
+        _draw_leg(canvas, identity, kp, near, sk.facing, 1.0)
+        if identity.long_hair:
+            _draw_long_hair(canvas, identity, layout)
+        _draw_neck(canvas, identity, layout)
+        torso()
+        _draw_head(canvas, identity, pose, sk, layout)
+        _draw_arm(canvas, identity, kp, near, 1.0)
+        # The far side of the face is never seen; far joints are hidden where the body covers them.
+        visible[list(FACE[far])] = False
+        unit = layout.unit
+        near_leg = [
+            _limb_corners(kp[a].astype(float), kp[b].astype(float), 0.3 * unit, 0.3 * unit)
+            for a, b in zip(LEG[near][:-1], LEG[near][1:])
+        ]
+        cover = quads.skirt if identity.bottom_kind == "skirt" else quads.pelvis
+        occluders = [quads.top, cover, *near_leg]
+        for joint in (*ARM[far], *LEG[far]):
+            if any(_point_in_quad(kp[joint].astype(float), q) for q in occluders):
+                visible[joint] = False
+    else:
+        if identity.long_hair and pose.view == "front":
+            _draw_long_hair(canvas, identity, layout)
+        for side in "RL":
+            _draw_leg(canvas, identity, kp, side, 0.0, 1.0)
+        _draw_neck(canvas, identity, layout)
+        torso()
+        if pose.view == "front" and identity.logo != "none":
+            _draw_logo(canvas, identity, quads.top)
+        if identity.long_hair and pose.view == "back":
+            _draw_long_hair(canvas, identity, layout)
+        _draw_head(canvas, identity, pose, sk, layout)
+        for side in "RL":
+            _draw_arm(canvas, identity, kp, side, 1.0)
+        if pose.view == "back":
+            visible[[NOSE, R_EYE, L_EYE]] = False
+    inside = (kp[:, 0] >= 0) & (kp[:, 0] < width) & (kp[:, 1] >= 0) & (kp[:, 1] < height)
+    yx = np.where((visible & inside)[:, None], kp[:, ::-1], MISSING)
+    return canvas.result(), yx
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset writer
+# ---------------------------------------------------------------------------------------------
+SPLITS = {"train": 0, "test": 1}
+
+
+def stream(params: PersonsParams, split: str, index: int, purpose: int) -> np.random.Generator:
+    """A random stream that depends only on (seed, split, identity index, purpose): 0 the identity,
+    1 its pairs, 2 + k its k-th image.  Changing one split's size leaves the other split unchanged."""
+    return np.random.default_rng([params.seed, SPLITS[split], index, purpose])
+
+
+def fitting_pose(rng: np.random.Generator, identity: Identity, height: int, width: int) -> Pose:
+    """Draw poses until one fits the frame without being shrunk much for its width (50 tries)."""
+    for _ in range(50):
+        pose = sample_pose(rng)
+        if width_fit(build_skeleton(identity, pose), height, width) >= 0.85:
+            return pose
+    return pose
+
+
+def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | None = None) -> None:
+    """Write images, annotation and pairs CSVs for both splits into ``out_dir``."""
+    height, width = params.resolution
+    counts = {"train": params.identities_train, "test": params.identities_test}
+    total = sum(counts.values()) * params.poses_per_identity
+    done = 0
+    for split, count in counts.items():
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+        annotation = ["name:keypoints_y:keypoints_x"]
+        pairs = ["from,to"]
+        for index in range(count):
+            identity = sample_identity(stream(params, split, index, 0))
+            names = []
+            for pose_index in range(params.poses_per_identity):
+                rng = stream(params, split, index, 2 + pose_index)
+                pose = fitting_pose(rng, identity, height, width)
+                image, keypoints = render_person(identity, pose, sample_background(rng), height, width, rng)
+                name = f"{split[:2]}{index:05d}-p{pose_index}-{pose.view.replace('_', '')}.png"
+                image.save(out_dir / split / name, compress_level=1)
+                ys, xs = (json.dumps(keypoints[:, i].tolist()) for i in (0, 1))
+                annotation.append(f"{name}:{ys}:{xs}")
+                names.append(name)
+                done += 1
+                if progress is not None:
+                    progress("synthetic persons", done, total)
+            ordered = [(a, b) for a in range(len(names)) for b in range(len(names)) if a != b]
+            chosen = stream(params, split, index, 1).choice(len(ordered), size=params.pairs_per_identity, replace=False)
+            pairs.extend(f"{names[ordered[k][0]]},{names[ordered[k][1]]}" for k in sorted(chosen))
+        (out_dir / f"{FILE_PREFIX}-annotation-{split}.csv").write_text("\n".join(annotation) + "\n")
+        (out_dir / f"{FILE_PREFIX}-pairs-{split}.csv").write_text("\n".join(pairs) + "\n")

@@ -155,3 +155,14 @@ def test_missing_embree_fails_loudly_instead_of_falling_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "trimesh.ray.ray_pyembree", None)
     with pytest.raises(RuntimeError, match="embreex"):
         render_views(BUILDERS["chair"](np.random.default_rng(0)), [(0.0, 0.0)], 8)
+
+
+@pytest.mark.parametrize("category", ["chair", "car"])
+def test_embree_and_the_numpy_zbuffer_reference_render_the_same_pixels(category):
+    model = BUILDERS[category](np.random.default_rng(11))
+    views = [(0.0, 0.0), (130.0, 10.0), (280.0, 20.0)]
+    fast, reference = render_views(model, views, 32), render_views(model, views, 32, backend="numpy")
+    assert silhouette(fast).sum() > 300
+    assert int((fast != reference).any(axis=-1).sum()) <= 2  # float32 embree vs float64 ties at edges
+    with pytest.raises(ValueError, match="backend"):
+        render_views(model, views, 8, backend="opengl")

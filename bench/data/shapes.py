@@ -441,15 +441,74 @@ def view_rays(views: tuple[tuple[float, float], ...], resolution: int) -> tuple[
     return arrays
 
 
-def render_views(model: ShapeModel, views: list[tuple[float, float]], resolution: int) -> np.ndarray:
-    """Render ``views`` [(azimuth deg, elevation deg)] -> uint8 (V, H, W, 3); one batched ray cast."""
-    intersector = embree_intersector(model.mesh)
-    origins, directions, light = view_rays(tuple(views), resolution)
-    tri, ray, points = intersector.intersects_id(origins, directions, multiple_hits=False, return_locations=True)
+def embree_hits(model: ShapeModel, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Index of the first face each ray hits, -1 for a miss (embree ray casting)."""
+    return embree_intersector(model.mesh).intersects_first(origins, directions)
 
-    image = np.full((len(directions), 3), BACKGROUND / 255.0)
+
+def zbuffer_hits(model: ShapeModel, views: list[tuple[float, float]], resolution: int) -> np.ndarray:
+    """The same as :func:`embree_hits` for the rays of ``views``, by a pure-NumPy z-buffer: each face
+    is projected, the pixel centres inside it get their exact ray-plane depth, the nearest face wins.
+    The dependency-free reference for the embree path (a loop over faces, so ~100x slower)."""
+    vertices = model.mesh.vertices
+    triangles = vertices[model.mesh.faces]
+    normals = model.mesh.face_normals
+    half = np.tan(np.radians(FOV_DEGREES) / 2)
+    hits = []
+    for azimuth, elevation in views:
+        center, rotation = camera_frame(azimuth, elevation)
+        _, directions = camera_rays(azimuth, elevation, resolution)
+        directions = directions.reshape(resolution, resolution, 3)
+        camera = (vertices - center) @ rotation.T  # x right, y up, z backward (visible: z < 0)
+        cols = (camera[:, 0] / -camera[:, 2] / half + 1) / 2 * resolution - 0.5
+        rows = (1 - camera[:, 1] / -camera[:, 2] / half) / 2 * resolution - 0.5
+        screen = np.stack([cols, rows], axis=1)[model.mesh.faces]  # (F, 3, 2) pixel coordinates
+        depth = np.full((resolution, resolution), np.inf)
+        face_index = np.full((resolution, resolution), -1)
+        for face, corners in enumerate(screen):
+            low = np.maximum(np.ceil(corners.min(axis=0)).astype(int), 0)
+            high = np.minimum(np.floor(corners.max(axis=0)).astype(int), resolution - 1)
+            if (high < low).any():
+                continue
+            c, r = np.meshgrid(np.arange(low[0], high[0] + 1), np.arange(low[1], high[1] + 1))
+            (x0, y0), (x1, y1), (x2, y2) = corners
+            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            if area == 0:
+                continue
+            w0 = ((x1 - c) * (y2 - r) - (x2 - c) * (y1 - r)) * np.sign(area)
+            w1 = ((x2 - c) * (y0 - r) - (x0 - c) * (y2 - r)) * np.sign(area)
+            w2 = ((x0 - c) * (y1 - r) - (x1 - c) * (y0 - r)) * np.sign(area)
+            inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+            rays = directions[r[inside], c[inside]]
+            t = (triangles[face, 0] - center) @ normals[face] / (rays @ normals[face])
+            closer = t < depth[r[inside], c[inside]]
+            depth[r[inside][closer], c[inside][closer]] = t[closer]
+            face_index[r[inside][closer], c[inside][closer]] = face
+        hits.append(face_index.ravel())
+    return np.concatenate(hits)
+
+
+def render_views(model: ShapeModel, views: list[tuple[float, float]], resolution: int,
+                 backend: str = "embree") -> np.ndarray:
+    """Render ``views`` [(azimuth deg, elevation deg)] -> uint8 (V, H, W, 3).
+
+    ``backend``: ``embree`` (one batched ray cast, the generator's path) or ``numpy`` (the z-buffer
+    reference).  Both find the face seen through each pixel centre and shade it the same way.
+    """
+    origins, directions, light = view_rays(tuple(views), resolution)
+    if backend == "embree":
+        faces = embree_hits(model, origins, directions)
+    elif backend == "numpy":
+        faces = zbuffer_hits(model, views, resolution)
+    else:
+        raise ValueError(f"render backend: expected 'embree' or 'numpy', got {backend!r}")
+    ray = np.flatnonzero(faces >= 0)
+    tri = faces[ray]
     normals = model.mesh.face_normals[tri]
-    normals *= -np.sign(np.einsum("ij,ij->i", normals, directions[ray]))[:, None]  # face the camera
+    on_plane = np.einsum("ij,ij->i", model.mesh.vertices[model.mesh.faces[tri, 0]] - origins[ray], normals)
+    facing = np.einsum("ij,ij->i", normals, directions[ray])
+    points = origins[ray] + (on_plane / facing)[:, None] * directions[ray]  # exact ray-plane hit
+    normals = normals * -np.sign(facing)[:, None]  # towards the camera
     shade = AMBIENT + DIFFUSE * np.clip(np.einsum("ij,ij->i", normals, light[ray]), 0.0, None)
     parts = model.face_part[tri]
     albedo = np.empty((len(tri), 3))
@@ -457,6 +516,7 @@ def render_views(model: ShapeModel, views: list[tuple[float, float]], resolution
         hit = parts == index
         if hit.any():
             albedo[hit] = texture.colors(points[hit])
+    image = np.full((len(directions), 3), BACKGROUND / 255.0)
     image[ray] = albedo * shade[:, None]
     pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
     return pixels.reshape(len(views), resolution, resolution, 3)

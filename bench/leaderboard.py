@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from bench.config import read_yaml
 from bench.records import RECORDS_FILE, SCHEMA_VERSION, RecordsError
 from bench.registry import METRICS, RegistryError
 
@@ -160,8 +160,9 @@ def _metric_sort_key(name: str) -> tuple[int, str]:
     return (METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER), name)
 
 
-def _arrow(direction: bool | None) -> str:
-    return {True: " ↑", False: " ↓", None: ""}[direction]
+def metric_header(name: str) -> str:
+    """The column header of a metric with its direction, e.g. ``FID ↓``."""
+    return metric_label(name) + {True: " ↑", False: " ↓", None: ""}[higher_is_better(name)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,11 +195,13 @@ class ReportedEntry:
 def load_reported(path: str | Path = REPORTED_FILE) -> list[ReportedEntry]:
     """Read and check the published numbers; errors name the file and entry."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_yaml(path)
     sources, protocols = data.get("sources", {}), data.get("protocols", {})
     entries = []
     for index, raw in enumerate(data.get("entries", [])):
         where = f"{path}: entries[{index}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
         missing = {"method", "venue", "dataset", "resolution", "protocol", "metrics", "source"} - set(raw)
         if missing:
             raise ValueError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
@@ -305,7 +308,8 @@ class Table:
 
     @property
     def title(self) -> str:
-        return f"{self.task} · {self.dataset} · profile {self.profile or '–'} · protocol {self.protocol_key}"
+        dataset = self.dataset or "dataset unknown"
+        return f"{self.task} · {dataset} · profile {self.profile or '–'} · protocol {self.protocol_key}"
 
     def protocol_items(self) -> list[tuple[str, str]]:
         """The protocol as (label, value) pairs, known keys first in a fixed order."""
@@ -508,7 +512,7 @@ def _new_column(metric: str) -> Column:
     direction = higher_is_better(metric)
     return Column(
         metric=metric,
-        label=metric_label(metric) + _arrow(direction),
+        label=metric_header(metric),
         higher_is_better=direction,
         image_count=None,
         ranked=direction is not None,
@@ -620,7 +624,7 @@ def _table_markdown(table: Table) -> list[str]:
         lines += ["", "**Reported** (published numbers under their own protocols; not ranked):", ""]
         lines.append(
             "| Method | Resolution | Protocol | "
-            + " | ".join(metric_label(m) + _arrow(higher_is_better(m)) for m in table.reported_columns)
+            + " | ".join(metric_header(m) for m in table.reported_columns)
             + " | Source |"
         )
         lines.append("|:--|:--|:--|" + "--:|" * len(table.reported_columns) + ":--|")
@@ -809,7 +813,7 @@ def _reported_latex(table: Table) -> list[str]:
         "Method (reported)",
         "Resolution",
         "Protocol",
-        *(tex_escape(metric_label(m) + _arrow(higher_is_better(m))) for m in metrics),
+        *(tex_escape(metric_header(m)) for m in metrics),
         "Source",
     ]
     lines += [r"\toprule", " & ".join(header) + r" \\", r"\midrule"]

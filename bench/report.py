@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from bench.leaderboard import (
     STD_NOTE,
     Row,
     Table,
     format_reported,
-    higher_is_better,
     latest_per_cell,
-    metric_label,
+    metric_header,
 )
+from bench.visualize import flow_to_rgb
 
 MIME_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
@@ -66,6 +70,9 @@ table.samples img { width: 112px; image-rendering: pixelated; border: 1px solid 
 .missing { display: inline-block; width: 112px; font-size: 11px; color: var(--bad); }
 ul.failures li { margin-bottom: 6px; }
 details pre { background: var(--band); padding: 8px; overflow-x: auto; font-size: 12px; max-height: 300px; }
+.key { display: flex; align-items: center; gap: 10px; font-size: 12px; color: var(--muted); margin: 4px 0; }
+.key img { width: 56px; image-rendering: pixelated; }
+.key span { max-width: 720px; }
 figure { display: inline-block; margin: 0 16px 8px 0; text-align: center; font-size: 12px; }
 figure img { width: 160px; image-rendering: pixelated; border: 1px solid var(--line); }
 """
@@ -138,8 +145,7 @@ def _board(table: Table) -> str:
 
 def _reported(table: Table) -> str:
 
-    arrows = {True: " ↑", False: " ↓", None: ""}
-    head = "".join(f"<th>{_e(metric_label(m) + arrows[higher_is_better(m)])}</th>" for m in table.reported_columns)
+    head = "".join(f"<th>{_e(metric_header(m))}</th>" for m in table.reported_columns)
     rows = []
     for index, entry in enumerate(table.reported):
         values = "".join(
@@ -226,6 +232,23 @@ def _samples(results_dir: Path, table: Table) -> str:
     return f'<h4>Samples</h4><div class="protocol">{_e(seeds)}</div>{grid}' + _flows(results_dir, shown)
 
 
+def _flow_key(size: int = 41) -> str:
+    """A colour wheel legend drawn with the same ``flow_to_rgb`` as the flow pictures."""
+    radius = size // 2
+    yy, xx = np.mgrid[0:size, 0:size] - radius
+    wheel = flow_to_rgb(np.stack([xx, yy]).astype(float), max_magnitude=radius)
+    wheel[np.hypot(xx, yy) > radius] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(wheel).save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (
+        f'<div class="key"><img src="{uri}" alt="flow colour key">'
+        "<span>Flow colour key: hue = direction the source is sampled from (right red, down yellow-green, "
+        "left cyan, up violet), saturation = magnitude relative to the field's largest, white = no motion. "
+        "Masks: white = warped source used, black = generated.</span></div>"
+    )
+
+
 def _flows(results_dir: Path, shown: list[tuple[str, dict]]) -> str:
     """Per flow-based method: for every sample, its flow and mask pictures per scale."""
     parts = []
@@ -233,15 +256,14 @@ def _flows(results_dir: Path, shown: list[tuple[str, dict]]) -> str:
         samples = record["artifacts"]["samples"]
         if not any(sample.get("flows") for sample in samples):
             continue
-        rows, width = [], 0
+        rows = []
         for index, sample in enumerate(samples):
             pictures = [p for pair in zip(sample.get("flows", []), sample.get("masks", [])) for p in pair]
             pictures += sample.get("flows", [])[len(sample.get("masks", [])) :]
-            width = max(width, len(pictures))
             cells = "".join(f"<td>{_image(results_dir, p, _label(p))}<div>{_e(_label(p))}</div></td>" for p in pictures)
             rows.append(f"<tr><th>#{index}</th>{cells}</tr>")
         parts.append(
-            f"<h4>{_e(method)}: flow (hue = direction, saturation = magnitude) and occlusion mask per scale</h4>"
+            f"<h4>{_e(method)}: flow and occlusion mask per scale</h4>{_flow_key()}"
             f'<table class="samples"><tbody>{"".join(rows)}</tbody></table>'
         )
     return "".join(parts)

@@ -66,8 +66,8 @@ def page(results) -> _Collector:
 def test_every_image_is_embedded_or_next_to_the_report(results, page):
     sources = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
     # pose_synthetic: 2 samples x (source, structure, 2 outputs, target) - 1 refused path; 2 x 4 flow/mask
-    # face_synthetic: 1 x 4 + 1 x 2 flow/mask + 1 video
-    assert len(sources) == (2 * 5 - 1) + 2 * 4 + 4 + 2 + 1
+    # face_synthetic: 1 x 4 + 1 x 2 flow/mask + 1 video; one flow colour key per flow section
+    assert len(sources) == (2 * 5 - 1) + 2 * 4 + 4 + 2 + 1 + 2
     for src in sources:
         if src.startswith("data:"):
             header, payload = src.split(",", 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def test_landmark_files_round_trip_the_drawn_landmarks(tmp_path):
 @pytest.mark.parametrize("video", range(4))
 def test_landmarks_lie_on_the_drawn_face(video):
     rng = video_rng(0, "train", video)
-    identity = sample_identity(rng)
+    # A pure blue background, so that no skin, lip or eye colour can match it by chance.
+    identity = dataclasses.replace(sample_identity(rng), background=((0, 0, 255), (0, 0, 255)))
     states = sample_motion(rng, 12, (64, 64))
     renderer = FaceRenderer(identity, (64, 64), states[0])
     background = renderer.background().astype(int)
@@ -96,7 +98,7 @@ def test_landmarks_lie_on_the_drawn_face(video):
             x, y = landmarks[index]
             assert 0 <= x < 64 and 0 <= y < 64
             difference = np.abs(frame[y, x].astype(int) - background[y, x]).sum()
-            assert difference > 20, f"landmark {index} at ({x}, {y}) shows the background"
+            assert difference > 60, f"landmark {index} at ({x}, {y}) shows the background"
 
 
 def test_motion_is_smooth_and_present():

@@ -196,7 +196,8 @@ class Identity:
     lips: tuple[int, int, int]
     shirt: tuple[int, int, int]
     shirt_stripes: tuple[int, int, int]
-    background: tuple[tuple[int, int, int], tuple[int, int, int]]
+    background: tuple[tuple[int, int, int], tuple[int, int, int]]  # top and bottom of a vertical gradient
+    blobs: np.ndarray  # (3, 3) soft background discs: centre x, y and radius as fractions of the width
     glasses: tuple[int, int, int] | None
     earrings: tuple[int, int, int] | None
     hat: tuple[int, int, int] | None
@@ -264,6 +265,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         shirt=_colour(rng, 20, 235),
         shirt_stripes=_colour(rng, 20, 235),
         background=background,
+        blobs=np.stack([rng.uniform(0, 1, 3), rng.uniform(0, 0.6, 3), rng.uniform(0.1, 0.25, 3)], axis=1),
         glasses=_colour(rng, 0, 120) if rng.random() < 0.4 else None,
         earrings=_mix((230, 190, 60), (200, 200, 210), float(rng.random())) if rng.random() < 0.4 else None,
         hat=_colour(rng, 20, 235) if rng.random() < 0.25 else None,
@@ -388,7 +390,7 @@ def _hairline(identity: Identity, count: int = 11) -> np.ndarray:
     x = np.linspace(-0.97, 0.97, count)
     y = identity.hairline + 0.5 * x**2
     if identity.hair_style == "bangs":
-        y = identity.hairline + 0.28 + 0.25 * x**2 + 0.05 * (np.arange(count) % 2)
+        y = identity.hairline + 0.22 + 0.15 * x**2 + 0.05 * (np.arange(count) % 2)
     if identity.hair_style == "buzz":
         y = identity.hairline - 0.08 + 0.45 * x**2
     return np.stack([x, y, 0.35 - 0.5 * x**2], axis=1)
@@ -401,7 +403,12 @@ class FaceRenderer:
         self.identity = identity
         self.height, self.width = resolution
         self.canvas_size = (self.width * SUPERSAMPLE, self.height * SUPERSAMPLE)
-        self.base = self._static_layer(first_state)
+        # The shoulders stay where the head starts; the neck joins them to the moving head.
+        self.shoulder_top = (first_state.centre[1] + 1.2 * first_state.scale) * SUPERSAMPLE
+        self.shoulder_x = first_state.centre[0] * SUPERSAMPLE
+        self.shoulder_half = 1.9 * first_state.scale * SUPERSAMPLE
+        self.neck_half = 0.55 * first_state.scale * SUPERSAMPLE
+        self.base = self._static_layer()
         self.skin = self._skin_gradient()
 
     def _to_canvas(self, pixels: np.ndarray) -> list[tuple[float, float]]:
@@ -409,7 +416,7 @@ class FaceRenderer:
         canvas = np.asarray(pixels, dtype=np.float64) * SUPERSAMPLE + (SUPERSAMPLE - 1) / 2
         return [tuple(p) for p in canvas.tolist()]
 
-    def _static_layer(self, state: FaceState) -> Image.Image:
+    def _static_layer(self) -> Image.Image:
         """Background gradient with soft blobs, and the shoulders in a striped shirt."""
         w, h = self.canvas_size
         top, bottom = (np.array(c, dtype=np.float64) for c in self.identity.background)
@@ -417,9 +424,7 @@ class FaceRenderer:
         pixels = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (h, w, 3)).astype(np.uint8)
         image = Image.fromarray(np.ascontiguousarray(pixels))
         draw = ImageDraw.Draw(image)
-        blob_rng = np.random.default_rng(list(self.identity.background[0] + self.identity.background[1]))
-        for _ in range(3):
-            cx, cy, r = blob_rng.uniform(0, w), blob_rng.uniform(0, h * 0.6), blob_rng.uniform(0.1, 0.25) * w
+        for cx, cy, r in self.identity.blobs * w:
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=_mix(self.identity.background[0], (255, 255, 255), 0.3))
         stripes = np.zeros((h, w, 3), dtype=np.uint8)
         period = max(4, w // 10)
@@ -427,12 +432,9 @@ class FaceRenderer:
         stripes[:] = self.identity.shirt
         stripes[stripe_rows] = self.identity.shirt_stripes
         mask = Image.new("L", self.canvas_size, 0)
-        cx = state.centre[0] * SUPERSAMPLE
-        half = 1.9 * state.scale * SUPERSAMPLE
-        top_y = (state.centre[1] + 1.2 * state.scale) * SUPERSAMPLE
-        ImageDraw.Draw(mask).ellipse([cx - half, top_y, cx + half, top_y + 2.2 * half], fill=255)
+        cx, shoulder_top, half = self.shoulder_x, self.shoulder_top, self.shoulder_half
+        ImageDraw.Draw(mask).ellipse([cx - half, shoulder_top, cx + half, shoulder_top + 2.2 * half], fill=255)
         image.paste(Image.fromarray(stripes), mask=mask)
-        self.neck_base = (cx, top_y + 0.15 * half, 0.55 * state.scale * SUPERSAMPLE)
         return image
 
     def _skin_gradient(self) -> Image.Image:
@@ -470,7 +472,7 @@ class FaceRenderer:
         if ident.hair_style in ("long", "bangs"):
             back = np.concatenate([_arc(1.18, 1.15, -0.05, -0.8), [[-1.2, 1.35, -0.8], [1.2, 1.35, -0.8]]])
             draw.polygon(proj(back), fill=_mix(ident.hair, (0, 0, 0), 0.15))
-        neck_x, neck_y, neck_half = self.neck_base
+        neck_x, neck_y, neck_half = self.shoulder_x, self.shoulder_top + 0.15 * self.shoulder_half, self.neck_half
         neck_top = proj([[-0.5, 0.55, -0.6], [0.5, 0.55, -0.6]])
         draw.polygon(
             [neck_top[0], neck_top[1], (neck_x + neck_half, neck_y), (neck_x - neck_half, neck_y)],

@@ -17,7 +17,7 @@ from bench.data.face_structure import face_structure
 from bench.data.faces import FaceGeneratorParams, render_video
 
 RESOLUTION = 128
-IDENTITIES = (0, 3, 4, 8, 13)
+IDENTITIES = (0, 3, 4, 5, 14)
 FRAME_STEP = 6
 FRAMES = 6
 PART_COLOURS = ((17, (255, 60, 60)), (27, (255, 220, 0)), (36, (60, 220, 60)), (48, (0, 220, 255)), (68, (255, 0, 255)))

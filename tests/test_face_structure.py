@@ -109,6 +109,10 @@ def test_part_labels_at_polygon_interiors():
     assert label_at(landmarks[42:48].mean(axis=0)) == 4
     assert label_at(landmarks[[62, 66]].mean(axis=0)) == 6
     assert label_at((landmarks[51] + landmarks[62]) / 2) == 5  # upper lip
+    assert label_at(landmarks[19]) == 2, "a flat brow polygon still labels its line"
+    closed = _landmarks()
+    closed_labels = part_label_map(with_upper_face(closed), SIZE, SIZE)
+    assert closed_labels[closed[62, 1], closed[62, 0]] == 6, "a closed inner mouth still labels its line"
 
 
 def test_canny_edges_only_outside_the_face_parts():

@@ -2,12 +2,15 @@
 
 ``face16`` channels, all in [0, 1]:
 
-* 0: the edge map: 1-px curves along every part edge below, plus Canny edges of the frame itself
-  outside the face-part region (the original feeds the target frame's own background edges);
+* 0: the edge map: 1-px curves along every part edge below, plus Canny edges (skimage defaults, on
+  PIL's greyscale) of the frame itself outside the face-part region, as the original does with
+  the target frame;
 * 1-14: one distance map per part edge: taxicab distance d to that edge, ``min(floor(d / 3), 255) / 255``
   (the original's ``uint8(clip(d / 3, 0, 255))`` read back by ToTensor);
 * 15: the part-label map ``label / 6`` with labels 0 background, 1 face, 2 brows, 3 nose, 4 eyes,
-  5 mouth, 6 inner mouth, from filled polygons painted in that order (later parts on top).
+  5 mouth, 6 inner mouth, from filled polygons painted in that order (later parts on top).  The
+  original feeds the raw integers 0-6 in this channel; it is scaled to [0, 1] here so that every
+  structure channel shares one range.
 
 ``edges`` is channel 0 alone.
 
@@ -39,9 +42,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from scipy.ndimage import distance_transform_cdt
-from skimage.color import rgb2gray
-from skimage.draw import polygon as fill_polygon
 from skimage.feature import canny
 
 from bench.data.face_landmarks import (
@@ -151,14 +153,16 @@ def part_edge_masks(points: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def part_label_map(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W) labels 0-6 from the filled part polygons (see the module docstring)."""
-    labels = np.zeros((height, width), dtype=np.uint8)
+    """uint8 (H, W) labels 0-6 from the filled part polygons (see the module docstring).  Outlines
+    are filled too (like OpenCV's fillPoly in the original), so a flat polygon such as a brow or a
+    closed inner mouth still gets its label along its line."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
     for label, polygons in PART_LABELS:
         for indices in polygons:
-            corners = points[list(indices)]
-            rows, cols = fill_polygon(corners[:, 1], corners[:, 0], shape=(height, width))
-            labels[rows, cols] = label
-    return labels
+            corners = [tuple(p) for p in points[list(indices)].tolist()]
+            draw.polygon(corners, fill=label, outline=label)
+    return np.asarray(canvas).copy()
 
 
 def distance_map(edge: np.ndarray) -> np.ndarray:
@@ -195,7 +199,8 @@ def face_structure(
     edge_map = part_edges.any(axis=0)
     labels = part_label_map(points, height, width) if (mode == "face16" or frame is not None) else None
     if frame is not None:
-        edge_map |= canny(rgb2gray(frame)) & (labels == 0)
+        grey = np.asarray(Image.fromarray(frame).convert("L"))  # PIL's luma, as the original
+        edge_map |= canny(grey) & (labels == 0)
     channels = [edge_map.astype(np.float32)]
     if mode == "face16":
         channels += [distance_map(edge) for edge in part_edges]

@@ -313,7 +313,7 @@ class Table:
 
     def protocol_items(self) -> list[tuple[str, str]]:
         """The protocol as (label, value) pairs, known keys first in a fixed order."""
-        return protocol_items(self.protocol)
+        return protocol_items(self.protocol) or [("protocol", "not recorded (no cell reached evaluation)")]
 
     def reported_protocols(self) -> list[tuple[str, str]]:
         """(protocol name, description) of the reported entries, in first-use order."""
@@ -371,12 +371,18 @@ def _first_line(text: Any, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _failure_note(record: dict) -> str:
-    error = record.get("error") or {}
-    phase = f" in {error['phase']}" if error.get("phase") else ""
-    cell = record["cell"]
-    kind = error.get("type") or "error"
-    return f"{cell['method']} seed {cell['seed']} failed{phase}: {kind}: {_first_line(error.get('message'))}"
+def _failure_notes(method: str, failed: list[dict]) -> list[str]:
+    """One note per distinct error of a method, naming the seeds it hit."""
+    seeds_by_error: dict[str, list[int]] = {}
+    for record in failed:
+        error = record.get("error") or {}
+        phase = f" in {error['phase']}" if error.get("phase") else ""
+        text = f"{phase}: {error.get('type') or 'error'}: {_first_line(error.get('message'))}"
+        seeds_by_error.setdefault(text, []).append(record["cell"]["seed"])
+    return [
+        f"{method} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} failed{text}"
+        for text, seeds in seeds_by_error.items()
+    ]
 
 
 def _newest_per_seed(records: list[dict]) -> list[dict]:
@@ -531,7 +537,7 @@ def _build_table(gid: tuple[str, str, str, str], records: list[dict], reported: 
         chosen = _newest_per_seed([r for r in records if r["cell"]["method"] == method])
         ok = [r for r in chosen if r["status"] == "ok"]
         failed = [r for r in chosen if r["status"] == "failed"]
-        row_notes = tuple(notes.add(_failure_note(r)) for r in failed)
+        row_notes = tuple(notes.add(text) for text in _failure_notes(method, failed))
         if ok:
             entries = {m: _build_entry(m, ok, notes, method) for m in metrics}
         else:
@@ -793,12 +799,12 @@ def _table_latex(table: Table) -> list[str]:
         rf"\caption{{{tex_escape(table.title)}. {tex_escape(STD_NOTE)}. "
         rf"Protocol: {tex_escape(protocol)}.}}"
     )
-    notes = [rf"\textsuperscript{{{n}}}{tex_escape(text)}" for n, text in enumerate(table.footnotes, start=1)]
-    if notes:
-        lines.append(r"\par\footnotesize " + r" \\ ".join(notes))
     lines.append(r"\end{table}")
     if table.reported:
         lines += _reported_latex(table)
+    notes = [rf"\textsuperscript{{{n}}}{tex_escape(text)}" for n, text in enumerate(table.footnotes, start=1)]
+    if notes:  # after the reported table too, since both share the numbering
+        lines.insert(len(lines) - 1, r"\par\footnotesize " + r" \\ ".join(notes))
     return lines + [""]
 
 

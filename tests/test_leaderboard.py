@@ -160,15 +160,18 @@ def test_failed_cells_are_marked_with_their_error():
         _scores("gfla", 1, 0.72, 0.2, 41.0),
         failure("gfla", 2),
         failure("plain_flow", 0),
+        failure("plain_flow", 1),
     ]
     (table,) = build_tables(records)
     markdown = render_markdown([table], records)
     gfla, flow = _table_row(markdown, "gfla"), _table_row(markdown, "plain_flow")
     assert gfla[1] == "2 (+1 failed)"
-    assert flow[0].startswith("plain_flow [") and flow[1] == "0 (+1 failed)"
+    assert flow[0].startswith("plain_flow [") and flow[1] == "0 (+2 failed)"
     assert flow[2:] == ["failed"] * 3
     note = flow[0].split("[")[1].rstrip("]")
-    assert f"[{note}] plain_flow seed 0 failed in train: RuntimeError: CUDA out of memory \\| tried 2 GiB" in markdown
+    error = "failed in train: RuntimeError: CUDA out of memory \\| tried 2 GiB"
+    assert f"[{note}] plain_flow seeds 0, 1 {error}" in markdown  # one note per distinct error
+    assert f"gfla seed 2 {error}" in markdown
     frame = leaderboard_frame([table])
     assert set(frame[frame.method == "plain_flow"].status) == {"failed"}
 

@@ -39,10 +39,9 @@ from bench.config import ConfigError, TaskConfig
 from bench.data.base import DatasetSpec, Problem, Progress
 from bench.data.face_landmarks import KEYPOINT_DIR_NAMES, keypoint_dir, parse_landmarks, read_landmarks
 from bench.data.face_structure import face_structure
-from bench.data.faces import prepare_synthetic_faces
+from bench.data.faces import PHASES, prepare_synthetic_faces
 from bench.registry import DATASETS
 
-PHASES = ("train", "test")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 STRUCTURE_MODES = {"face16": "face16", "face_edges": "edges"}  # dataset.structure -> face_structure mode
 OPTIONS = {"canny": True, "test_frames": None}

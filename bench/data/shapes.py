@@ -548,9 +548,9 @@ def write_dataset(params: ShapesParams, out_dir: Path, progress: Progress | None
                 name = model_name(params, split, index)
                 model = builder(model_rng(params, split, index))
                 images = render_views(model, cameras, params.resolution)
-                for (az, el), image in zip(views, images):
+                for (az, el), image in zip(views, images):  # lzf: ~3x smaller files, cheap to decode
                     group = h5.create_group(view_id(name, az, el))
-                    group.create_dataset("image", data=image, track_times=False)
+                    group.create_dataset("image", data=image, compression="lzf", track_times=False)
                     group.create_dataset("pose", data=np.array([az, el], dtype=np.int64), track_times=False)
                 names[split].append(name)
                 done += 1

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ DIFFUSE = 0.65
 LIGHT_IN_CAMERA = np.array([-0.45, 0.6, 1.0])  # (right, up, towards the viewer): upper left, frontal
 BACKGROUND = 255
 PARAMS_FILE = "params.json"
-TEXTURE_KINDS = ("stripes", "checks", "dots", "noise")
+TEXTURE_KINDS = ("stripes", "checks", "dots", "noise")  # random patterns; "plain" is one colour
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _cached(directory: Path, params: ShapesParams) -> bool:
 class SurfaceTexture:
     """A two-colour pattern defined on 3D object coordinates."""
 
-    kind: str  # one of TEXTURE_KINDS
+    kind: str  # one of TEXTURE_KINDS, or "plain" (base colour only)
     base: tuple[float, float, float]  # RGB in [0, 1]
     accent: tuple[float, float, float]
     frequency: float  # pattern repeats per object unit
@@ -157,7 +157,9 @@ class SurfaceTexture:
     def colors(self, points: np.ndarray) -> np.ndarray:
         """RGB in [0, 1] of the pattern at ``points`` (N, 3)."""
         q = points * self.frequency + np.asarray(self.offset)
-        if self.kind == "stripes":
+        if self.kind == "plain":
+            mix = np.zeros(len(points))
+        elif self.kind == "stripes":
             wave = np.sin(2 * np.pi * (q @ np.asarray(self.axis)))
             mix = 0.5 + 0.5 * np.clip(3.0 * wave, -1.0, 1.0)
         elif self.kind == "checks":
@@ -171,7 +173,7 @@ class SurfaceTexture:
         elif self.kind == "noise":
             mix = np.clip((self._value_noise(q) - 0.5) * 4.0 + 0.5, 0.0, 1.0)
         else:
-            raise ValueError(f"unknown texture kind {self.kind!r}; expected one of {TEXTURE_KINDS}")
+            raise ValueError(f"unknown texture kind {self.kind!r}; expected plain or one of {TEXTURE_KINDS}")
         return np.asarray(self.base) + mix[:, None] * (np.asarray(self.accent) - np.asarray(self.base))
 
     def _value_noise(self, q: np.ndarray, cells: int = 16) -> np.ndarray:
@@ -204,7 +206,7 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
 
 
 def _plain(rgb: tuple[float, float, float]) -> SurfaceTexture:
-    return SurfaceTexture("stripes", rgb, rgb, 1.0, (1.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    return SurfaceTexture("plain", rgb, rgb, 1.0, (1.0, 0.0, 0.0), (0.0, 0.0, 0.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,10 +323,9 @@ def build_car(rng: np.random.Generator) -> ShapeModel:
     """A car, front towards +z: body with a sloped hood, cabin with sloped windscreens, four
     cylinder wheels, head- and tail-lights; left/right symmetric."""
     parts = _Assembly()
-    paint = random_texture(rng, ("stripes", "checks", "noise", "dots"))
-    glass = random_texture(rng, ("stripes", "noise"))
-    glass = SurfaceTexture(glass.kind, (0.25, 0.3, 0.38), (0.5, 0.58, 0.68), glass.frequency * 2,
-                           glass.axis, glass.offset, glass.noise_seed)
+    paint = random_texture(rng)
+    glass = random_texture(rng, ("stripes", "noise"))  # reflections: grey-blue, finer
+    glass = replace(glass, base=(0.25, 0.3, 0.38), accent=(0.5, 0.58, 0.68), frequency=glass.frequency * 2)
     tyre = SurfaceTexture("checks", (0.12, 0.12, 0.12), (0.35, 0.35, 0.35), 14.0, (1, 0, 0), (0.0, 0.0, 0.0))
     length, width = rng.uniform(0.9, 1.25), rng.uniform(0.42, 0.52)
     wheel_radius, wheel_width = rng.uniform(0.09, 0.13), rng.uniform(0.06, 0.09)

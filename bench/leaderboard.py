@@ -36,6 +36,8 @@ FALLBACK_DIRECTIONS = {"ssim": True, "psnr": True, "l1": False, "lpips": False, 
 FALLBACK_DISTRIBUTION = frozenset({"fid", "kid"})
 METRIC_ORDER = ("ssim", "psnr", "l1", "lpips", "fid", "kid")
 METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR", "l1": "L1", "lpips": "LPIPS", "fid": "FID", "kid": "KID"}
+# Metric protocol fields that describe this machine's cache rather than the measurement.
+VOLATILE_METRIC_FIELDS = frozenset({"reference_cache", "reference_cache_reused"})
 STD_NOTE = "mean ± sample std (ddof 1) over n seeds; best per column in bold"
 
 
@@ -313,7 +315,8 @@ class Table:
 
     def protocol_items(self) -> list[tuple[str, str]]:
         """The protocol as (label, value) pairs, known keys first in a fixed order."""
-        return protocol_items(self.protocol) or [("protocol", "not recorded (no cell reached evaluation)")]
+        items = protocol_items(self.protocol) + _weight_sources(self.metric_protocols)
+        return items or [("protocol", "not recorded (no cell reached evaluation)")]
 
     def reported_protocols(self) -> list[tuple[str, str]]:
         """(protocol name, description) of the reported entries, in first-use order."""
@@ -358,6 +361,28 @@ def protocol_items(protocol: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _shorten_hash(text: str) -> str:
+    """A sha256 hex digest shortened to 12 characters (other text unchanged)."""
+    is_digest = len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return text[:12] if is_digest else text
+
+
+def _weight_sources(metric_protocols: dict[str, dict[str, list[str]]]) -> list[tuple[str, str]]:
+    """Where the Inception and LPIPS weights came from, as recorded by the metrics."""
+    items = []
+    for label, metrics, file_key, origin_key, sha_key in (
+        ("Inception weights", ("fid", "kid"), "weights_file", "weights_origin", "weights_sha256"),
+        ("LPIPS weights", ("lpips",), "trunk_file", None, "trunk_sha256"),
+    ):
+        fields = next((metric_protocols[m] for m in metrics if file_key in metric_protocols.get(m, {})), None)
+        if fields is None:
+            continue
+        origin = f" from {' / '.join(fields[origin_key])}" if origin_key in fields else ""
+        sha = f" (sha256 {' / '.join(fields[sha_key])})" if sha_key in fields else ""
+        items.append((label, " / ".join(fields[file_key]) + origin + sha))
+    return items
 
 
 def _decimals(means: Sequence[float]) -> int:
@@ -473,8 +498,9 @@ def _metric_protocols(records: list[dict], metrics: list[str]) -> dict[str, dict
         for record in records:
             result = record.get("metrics", {}).get(metric) or {}
             for key, value in (result.get("protocol") or {}).items():
-                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-                merged.setdefault(key, set()).add(text)
+                if key not in VOLATILE_METRIC_FIELDS:
+                    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                    merged.setdefault(key, set()).add(_shorten_hash(text))
         if merged:
             out[metric] = {key: sorted(values) for key, values in sorted(merged.items())}
     return out

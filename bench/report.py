@@ -123,11 +123,14 @@ def _board(table: Table) -> str:
         body.append(f'<tr>{method}<td class="num">{_e(row.seeds_text)}</td>{"".join(cells)}</tr>')
     protocol = " · ".join(f"<b>{_e(label)}</b> {_e(value)}" for label, value in table.protocol_items())
     details = "".join(
-        f'<div class="protocol"><b>{_e(metric)} details</b> '
-        + _e(", ".join(f"{k}={' / '.join(v)}" for k, v in values.items()))
-        + "</div>"
+        f"<li><b>{_e(metric)}</b>: " + _e(", ".join(f"{k}={' / '.join(v)}" for k, v in values.items())) + "</li>"
         for metric, values in table.metric_protocols.items()
     )
+    if details:
+        details = (
+            f'<details class="protocol"><summary>how each metric was computed</summary><ul>{details}</ul></details>'
+        )
+
     parts = [
         '<table class="board">',
         f"<thead><tr><th>Method</th><th>n</th>{head}</tr></thead>",

@@ -255,3 +255,24 @@ def test_csv_is_tidy_and_complete(tmp_path):
     assert ssim["mean"] == pytest.approx(0.75) and ssim["n_seeds"] == 2 and ssim["seeds"] == "0 1"
     assert ssim["std"] == pytest.approx(np.std([0.7, 0.8], ddof=1))
     assert frame[frame.metric == "fid"].iloc[0]["image_count"] == 20
+
+
+def test_protocol_line_names_weight_sources_and_hides_cache_paths():
+    sha = "ab" * 32
+    fid = metric(30.0)
+    fid["protocol"] = {
+        "fid_inception": "pt_inception",
+        "weights_file": "pt_inception-2015-12-05-6726825d.pth",
+        "weights_origin": "user file",
+        "weights_sha256": sha,
+        "reference_cache": "/home/me/.cache/warpbench/ref.npz",
+        "reference_cache_reused": True,
+    }
+    records = [record("gfla", 0, {"fid": fid})]
+    (table,) = build_tables(records)
+    items = dict(table.protocol_items())
+    assert items["Inception weights"] == f"pt_inception-2015-12-05-6726825d.pth from user file (sha256 {sha[:12]})"
+    assert items["FID reference"] == "train (80 images)" and items["generated images"] == "20"
+    markdown = render_markdown([table], records)
+    assert "reference_cache" not in markdown and "/home/me" not in markdown
+    assert f"weights_sha256={sha[:12]}" in markdown

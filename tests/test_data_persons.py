@@ -27,8 +27,9 @@ def _render(params: persons.PersonsParams, split: str, index: int, pose_index: i
     identity = persons.sample_identity(persons.stream(params, split, index, 0))
     rng = persons.stream(params, split, index, 2 + pose_index)
     pose = persons.fitting_pose(rng, identity, height, width)
+    closeup = bool(rng.random() < params.closeup_fraction)
     background = persons.sample_background(rng)
-    image, keypoints = persons.render_person(identity, pose, background, height, width, rng)
+    image, keypoints = persons.render_person(identity, pose, background, height, width, rng, closeup)
     return image, keypoints, pose, background
 
 
@@ -92,10 +93,13 @@ def test_pairs_join_two_poses_of_one_identity_and_splits_are_disjoint(written):
 
 
 def test_visible_keypoints_lie_on_the_drawn_body():
-    params = persons.PersonsParams(resolution=(128, 64), identities_train=12, poses_per_identity=4)
+    params = persons.PersonsParams(
+        resolution=(128, 64), identities_train=12, poses_per_identity=4, closeup_fraction=0.3
+    )
     height, width = params.resolution
     checked = 0
     views = set()
+    cut_off = 0  # front views framed so close that the ankles leave the frame
     for index in range(params.identities_train):
         for pose_index in range(params.poses_per_identity):
             image, keypoints, pose, background = _render(params, "train", index, pose_index)
@@ -107,8 +111,9 @@ def test_visible_keypoints_lie_on_the_drawn_body():
             for y, x in visible:
                 assert np.abs(pixels[y, x] - empty[y, x]).sum() > 12, (index, pose_index, pose.view, y, x)
                 checked += 1
+            cut_off += pose.view == "front" and (keypoints[[persons.R_ANKLE, persons.L_ANKLE]] == MISSING).all()
     assert views == set(persons.VIEWS)
-    assert checked > 500
+    assert checked > 500 and cut_off >= 2
 
 
 def test_views_hide_the_joints_openpose_would_miss():

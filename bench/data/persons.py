@@ -76,6 +76,7 @@ class PersonsParams:
     identities_test: int = 20
     poses_per_identity: int = 4
     pairs_per_identity: int = 6  # ordered (source, target) pose pairs drawn per identity
+    closeup_fraction: float = 0.0  # share of images framed closer, legs leaving the frame
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +92,9 @@ class PersonsParams:
             _require_int(key, getattr(self, key), minimum=1)
         _require_int("poses_per_identity", self.poses_per_identity, minimum=2)
         _require_int("seed", self.seed, minimum=0)
+        fraction = self.closeup_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise ConfigError(f"dataset.synthetic.closeup_fraction: expected a number in [0, 1], got {fraction!r}")
         most = self.poses_per_identity * (self.poses_per_identity - 1)
         if self.pairs_per_identity > most:
             raise ConfigError(
@@ -437,12 +441,19 @@ def width_fit(skeleton: Skeleton, height: int, width: int) -> float:
     return min(1.0, by_width / by_height)
 
 
-def place(skeleton: Skeleton, rng: np.random.Generator, height: int, width: int) -> Layout:
-    """Scale and position the figure inside the frame, with random size and position jitter."""
+def place(skeleton: Skeleton, rng: np.random.Generator, height: int, width: int, closeup: bool = False) -> Layout:
+    """Scale and position the figure inside the frame, with random size and position jitter.
+
+    ``closeup`` frames the figure 1.3-1.7x larger with the head near the top, so the legs (and
+    possibly hands) leave the frame, as in DeepFashion's upper-body shots.
+    """
     low, high = _extent(skeleton)
     unit = min(_scales(skeleton, height, width)) * rng.uniform(0.9, 1.0)
+    if closeup:
+        unit *= rng.uniform(1.3, 1.7)
     slack = np.array([width - 1, height - 1]) - (high - low) * unit
-    offset = np.array([rng.uniform(0.3, 0.7) * slack[0], rng.uniform(0.55, 0.85) * slack[1]]) - low * unit
+    vertical = rng.uniform(0.55, 0.85) * slack[1] if not closeup else rng.uniform(0.02, 0.06) * (height - 1)
+    offset = np.array([rng.uniform(0.3, 0.7) * slack[0], vertical]) - low * unit
     keypoints = np.round(skeleton.joints * unit + offset).astype(np.int64)
     return Layout(keypoints, skeleton.head_centre * unit + offset, unit)
 
@@ -779,14 +790,19 @@ def _point_in_quad(point: np.ndarray, quad: np.ndarray) -> bool:
 
 
 def render_person(
-    identity: Identity, pose: Pose, background: Background, height: int, width: int, rng: np.random.Generator
+    identity: Identity,
+    pose: Pose,
+    background: Background,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    closeup: bool = False,
 ) -> tuple[Image.Image, np.ndarray]:
-    """Draw one person; return the RGB image and (18, 2) int ``(y, x)`` keypoints (-1: not visible).
-
-    ``rng`` only places the figure in the frame (scale and position jitter).
+    """Draw one person; return the RGB image and (18, 2) int ``(y, x)`` keypoints (-1: not visible,
+    hidden by the body or outside the frame).  ``rng`` only places the figure (see :func:`place`).
     """
     sk = build_skeleton(identity, pose)
-    layout = place(sk, rng, height, width)
+    layout = place(sk, rng, height, width, closeup)
     kp = layout.keypoints
     canvas = _Canvas(background, height, width, layout.unit)
     quads = torso_quads(identity, sk, kp, layout.unit)
@@ -880,7 +896,9 @@ def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | Non
             for pose_index in range(params.poses_per_identity):
                 rng = stream(params, split, index, 2 + pose_index)
                 pose = fitting_pose(rng, identity, height, width)
-                image, keypoints = render_person(identity, pose, sample_background(rng), height, width, rng)
+                closeup = bool(rng.random() < params.closeup_fraction)
+                background = sample_background(rng)
+                image, keypoints = render_person(identity, pose, background, height, width, rng, closeup)
                 name = f"{split[:2]}{index:05d}-p{pose_index}-{pose.view.replace('_', '')}.png"
                 image.save(out_dir / split / name, compress_level=1)
                 ys, xs = (json.dumps(keypoints[:, i].tolist()) for i in (0, 1))

@@ -12,8 +12,8 @@ generated size for synthetic persons).  The loader resizes images to ``cfg.datas
 as GFLA does when it resizes DeepFashion to 256x256) and encodes them as Gaussian heatmaps of
 ``cfg.dataset.heatmap_sigma`` pixels.  With ``cfg.train.augment`` training pairs get GFLA's Market
 augmentation: a random affine (rotation +-5 deg, shift U(-5, 5) px per axis, scale U(0.95, 1.05),
-grey fill) on the source and a damped one (angle x0.2, shift x0.5, scale 1) on the target, applied
-to the keypoints as well.  Augmentation draws from torch's global RNG, so it is reproducible under
+grey fill) on the source and an independent, damped one (angle x0.2, shift x0.5, scale 1) on the
+target, applied to the keypoints as well.  Augmentation draws from torch's global RNG, so it is reproducible under
 ``torch.manual_seed`` (DataLoader workers derive their seeds from it).
 """
 
@@ -22,6 +22,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,14 +213,19 @@ class Affine:
         return moved
 
 
-def market_augmentation(shift_scale: float = 1.0) -> tuple[Affine, Affine]:
-    """GFLA's Market augmentation (source, target) from torch's RNG; shifts are U(-5, 5) pixels of
-    the annotation frame, multiplied by ``shift_scale`` (load size / annotation frame)."""
+def _random_affine(shift_scale: float) -> Affine:
+    """Angle U(-5, 5) degrees, shift U(-5, 5) pixels per axis (times ``shift_scale``), scale U(0.95, 1.05)."""
     u = torch.rand(4, dtype=torch.float64).tolist()
-    angle = (u[0] * 2 - 1) * 5.0
     shift = ((u[1] * 2 - 1) * 5.0 * shift_scale, (u[2] * 2 - 1) * 5.0 * shift_scale)
-    scale = 0.95 + 0.1 * u[3]
-    return Affine(angle, shift, scale), Affine(angle * 0.2, (shift[0] * 0.5, shift[1] * 0.5), 1.0)
+    return Affine((u[0] * 2 - 1) * 5.0, shift, 0.95 + 0.1 * u[3])
+
+
+def market_augmentation(shift_scale: float = 1.0) -> tuple[Affine, Affine]:
+    """GFLA's Market augmentation (source, target) from torch's RNG.  As the original, the target's
+    parameters are a second, independent draw, damped to angle x0.2, shift x0.5 and scale 1.  Shifts
+    are pixels of the annotation frame; ``shift_scale`` (load size / frame) carries them to the load size."""
+    source, target = _random_affine(shift_scale), _random_affine(shift_scale)
+    return source, Affine(target.angle * 0.2, (target.shift[0] * 0.5, target.shift[1] * 0.5), 1.0)
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -455,8 +462,10 @@ class PoseTransferSpec(DatasetSpec):
             for name in (pair.source, pair.target)
             if name not in files
         )
-        for name in sorted(files):
-            problems.extend(self._check_image(folder / name, frame, exact))
+        # Decoding dominates on real data; PIL releases the GIL while decoding, so threads help.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for found in pool.map(lambda name: self._check_image(folder / name, frame, exact), sorted(files)):
+                problems.extend(found)
         return problems
 
     def _check_image(self, path: Path, frame: tuple[int, int], exact: bool) -> list[Problem]:

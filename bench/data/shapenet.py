@@ -41,6 +41,7 @@ from bench.registry import DATASETS
 CATEGORIES = ("car", "chair")
 AZIMUTH_BINS = tuple(range(0, 36, 2))  # pose[0]: azimuth in 10 deg units
 ELEVATIONS = (0, 10, 20)  # pose[1]: elevation in degrees
+GRID = tuple((az, el) for az in AZIMUTH_BINS for el in ELEVATIONS)  # M2NV id-file order: azimuth-major
 VIEW_CODE_CHANNELS = len(AZIMUTH_BINS) + len(ELEVATIONS)
 RESIZE_FILTER = "bilinear"  # PIL bilinear, as GFLA's transforms.Resize on PIL images
 
@@ -151,7 +152,7 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
 
 def grid_views(model: str) -> list[tuple[str, int, int]]:
     """Every view of ``model``, in M2NV's id-file order (azimuth-major)."""
-    return [(model, azimuth, elevation) for azimuth in AZIMUTH_BINS for elevation in ELEVATIONS]
+    return [(model, azimuth, elevation) for azimuth, elevation in GRID]
 
 
 def train_views(files: SplitFiles, max_train: int | None) -> list[tuple[str, int, int]]:
@@ -316,7 +317,7 @@ def check_directory(root: Path, category: str) -> list[Problem]:
             needed.setdefault(text, f"{path}:{number}")
     model_lists = [(files.test_models, [(a, 0) for a in AZIMUTH_BINS])]
     if files.train_list_has_models:
-        model_lists.append((files.train_list, [(a, e) for _, a, e in grid_views("")]))
+        model_lists.append((files.train_list, list(GRID)))
     for path, views in model_lists:
         for number, model in read_lines(path) if path.is_file() else []:
             for azimuth, elevation in views:

@@ -35,9 +35,8 @@ from scipy import ndimage
 from bench.config import ConfigError, TaskConfig
 from bench.data.base import Progress
 from bench.data.shapenet import (
-    AZIMUTH_BINS,
     CATEGORIES,
-    ELEVATIONS,
+    GRID,
     hdf5_name,
     test_ids_name,
     test_names_name,
@@ -523,11 +522,6 @@ def render_views(model: ShapeModel, views: list[tuple[float, float]], resolution
     return pixels.reshape(len(views), resolution, resolution, 3)
 
 
-def grid_views() -> list[tuple[int, int]]:
-    """The (azimuth index in 10 deg units, elevation deg) grid, in the split files' order."""
-    return [(az, el) for az in AZIMUTH_BINS for el in ELEVATIONS]
-
-
 # ---------------------------------------------------------------------------------------------
 # Writing the dataset
 # ---------------------------------------------------------------------------------------------
@@ -537,8 +531,7 @@ def write_dataset(params: ShapesParams, out_dir: Path, progress: Progress | None
     out_dir.mkdir(parents=True, exist_ok=True)
     cat = params.category
     builder = BUILDERS[cat]
-    views = grid_views()
-    cameras = [(az * 10.0, float(el)) for az, el in views]
+    cameras = [(az * 10.0, float(el)) for az, el in GRID]  # pose: azimuth in 10 deg units
     counts = {"train": params.models_train, "test": params.models_test}
     total, done = sum(counts.values()), 0
     names: dict[str, list[str]] = {}
@@ -549,7 +542,7 @@ def write_dataset(params: ShapesParams, out_dir: Path, progress: Progress | None
                 name = model_name(params, split, index)
                 model = builder(model_rng(params, split, index))
                 images = render_views(model, cameras, params.resolution)
-                for (az, el), image in zip(views, images):  # lzf: ~3x smaller files, cheap to decode
+                for (az, el), image in zip(GRID, images):  # lzf: ~3x smaller files, cheap to decode
                     group = h5.create_group(view_id(name, az, el))
                     group.create_dataset("image", data=image, compression="lzf", track_times=False)
                     group.create_dataset("pose", data=np.array([az, el], dtype=np.int64), track_times=False)
@@ -558,7 +551,7 @@ def write_dataset(params: ShapesParams, out_dir: Path, progress: Progress | None
                 if progress is not None:
                     progress(f"rendering {cat} models", done, total)
     for split, file_name in (("train", train_ids_name(cat)), ("test", test_ids_name(cat))):
-        lines = [view_id(name, az, el) for name in names[split] for az, el in views]
+        lines = [view_id(name, az, el) for name in names[split] for az, el in GRID]
         (out_dir / file_name).write_text("\n".join(lines) + "\n")
     (out_dir / test_names_name(cat)).write_text("\n".join(names["test"]) + "\n")
 

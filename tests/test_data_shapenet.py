@@ -57,8 +57,8 @@ def config(resolution=(8, 8), **dataset) -> TaskConfig:
     return TaskConfig(
         kind="view_synthesis",
         dataset=DatasetConfig(
-            name="shapenet", resolution=list(resolution), structure="view_onehot",
-            options={"category": "chair"}, **dataset,
+            **{"name": "shapenet", "resolution": list(resolution), "structure": "view_onehot",
+               "options": {"category": "chair"}, **dataset},
         ),
     )
 
@@ -234,6 +234,8 @@ def test_check_reports_missing_files_and_prepare_needs_a_root(tmp_path):
     bad.dataset.options = {"category": "table"}
     with pytest.raises(ConfigError, match="dataset.options.category"):
         SPEC.check(tmp_path, bad)
+    with pytest.raises(ConfigError, match="dataset.structure"):
+        SPEC.test_set(tmp_path, config(structure="heatmaps"))
 
 
 def test_synthetic_shapes_prepare_generates_a_sound_dataset(tmp_path):
@@ -246,6 +248,8 @@ def test_synthetic_shapes_prepare_generates_a_sound_dataset(tmp_path):
     assert (root / "data_car.hdf5").is_file() and spec.check(root, cfg) == []
     sample = spec.test_set(root, cfg)[5]
     assert sample["target_image"].shape == (3, 16, 16) and sample["target_image"].min() < 0.5
+    record = spec.preprocessing(root, cfg)
+    assert record["resize_filter"] == "bilinear" and record["generator"]["models_train"] == 1
     cfg.dataset.options = {"category": "chair"}
     with pytest.raises(ConfigError, match="disagrees"):
         spec.check(root, cfg)

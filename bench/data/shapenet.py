@@ -24,7 +24,7 @@ split-file order) and the first N test models (18 pairs each).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -391,7 +391,19 @@ class ShapeNetViews(DatasetSpec):
     def check(self, root: Path, cfg: TaskConfig) -> list[Problem]:
         return check_directory(root, self.category(cfg))
 
+    def preprocessing(self, root: Path, cfg: TaskConfig) -> dict[str, Any]:
+        """How views become samples (for the results record, as the pose datasets report theirs)."""
+        return {
+            "dataset": self.name,
+            "category": self.category(cfg),
+            "resolution": list(cfg.dataset.resolution),
+            "resize_filter": RESIZE_FILTER,
+            "structure": f"view_onehot ({VIEW_CODE_CHANNELS} channels: az/2, then el/10)",
+        }
+
     def _reader(self, root: Path, cfg: TaskConfig) -> ViewReader:
+        if cfg.dataset.structure != "view_onehot":
+            raise ConfigError(f"dataset.structure: {self.name} provides 'view_onehot', got {cfg.dataset.structure!r}")
         return ViewReader(SplitFiles.locate(root, self.category(cfg)).hdf5, tuple(cfg.dataset.resolution))
 
     def train_set(self, root: Path, cfg: TaskConfig, seed: int) -> TrainPairs:
@@ -440,6 +452,11 @@ class SyntheticShapes(ShapeNetViews):
         if cfg.dataset.root:
             return Path(cfg.dataset.root)
         return ensure_dataset(ShapesParams.from_config(cfg), Path(data_root), progress)
+
+    def preprocessing(self, root: Path, cfg: TaskConfig) -> dict[str, Any]:
+        from bench.data.shapes import ShapesParams
+
+        return {**super().preprocessing(root, cfg), "generator": asdict(ShapesParams.from_config(cfg))}
 
 
 DATASETS.add(ShapeNetViews.name, ShapeNetViews())

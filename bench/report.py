@@ -109,7 +109,6 @@ def _marks(numbers: tuple[int, ...] | list[int]) -> str:
 # Tables
 # ---------------------------------------------------------------------------------------------
 def _board(table: Table) -> str:
-
     head = "".join(f"<th>{_e(c.label)}</th>" for c in table.columns)
     body = []
     for row in table.rows:
@@ -130,7 +129,6 @@ def _board(table: Table) -> str:
         details = (
             f'<details class="protocol"><summary>how each metric was computed</summary><ul>{details}</ul></details>'
         )
-
     parts = [
         '<table class="board">',
         f"<thead><tr><th>Method</th><th>n</th>{head}</tr></thead>",
@@ -147,7 +145,6 @@ def _board(table: Table) -> str:
 
 
 def _reported(table: Table) -> str:
-
     head = "".join(f"<th>{_e(metric_header(m))}</th>" for m in table.reported_columns)
     rows = []
     for index, entry in enumerate(table.reported):

@@ -43,6 +43,7 @@ def results(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("results")
     gfla = record("gfla", 0, {"ssim": metric(0.8), "fid": metric(None, unavailable="weights missing: x.pth")})
     gfla["artifacts"] = write_samples(root, gfla["cell"]["key"], count=2, scales=2)
+    gfla["metrics"]["ssim"]["protocol"] = {"implementation": "skimage", "reference_cache": "/tmp/x.npz"}
     none = record("none", 0, {"ssim": metric(0.6), "fid": metric(None, unavailable="weights missing: x.pth")})
     none["artifacts"] = write_samples(root, none["cell"]["key"], count=2, scales=0)
     none["artifacts"]["samples"][1]["output"] = "../outside.png"  # must not be read
@@ -99,6 +100,7 @@ def test_tables_failures_and_reported_block(results, page):
     assert "0.8000" in best and "0.6000" not in best
     assert ("num na", "n/a1") in page.cells or ("num na", "n/a2") in page.cells
     assert "weights missing: x.pth" in text
+    assert "how each metric was computed" in text and "implementation=skimage" in text and "/tmp/x.npz" not in text
     assert text.count('class="board reported"') == 1  # only the deepfashion table gets published rows
     assert "10.573" in text and "Reported" in text
     assert "<th>Method</th><th>n</th><th>SSIM ↑</th><th>FID ↓</th>" in text  # no count: FID never computed

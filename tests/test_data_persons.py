@@ -81,6 +81,7 @@ def test_pairs_join_two_poses_of_one_identity_and_splits_are_disjoint(written):
         assert problems == []
         count = params.identities_train if split == "train" else params.identities_test
         assert len(pairs) == count * params.pairs_per_identity
+        assert len(set(pairs)) == len(pairs)
         for pair in pairs:
             assert pair.source != pair.target
             assert pair.source.split("-")[0] == pair.target.split("-")[0]
@@ -157,7 +158,7 @@ def test_figures_stay_inside_the_frame_in_natural_poses():
             assert joints[wrist, 1] > sk.head_centre[1] - 0.5
 
 
-def test_params_from_config_defaults_and_errors():
+def test_params_from_config_defaults_and_errors(tmp_path):
     cfg = TaskConfig()
     cfg.dataset.resolution = [32, 24]
     cfg.dataset.synthetic = {"identities_train": 5}
@@ -166,6 +167,11 @@ def test_params_from_config_defaults_and_errors():
     cfg.dataset.synthetic = {"identites_train": 5}
     with pytest.raises(ConfigError, match="dataset.synthetic: unknown key.*identites_train"):
         persons.PersonsParams.from_config(cfg)
+    every = persons.PersonsParams(**{**SMALL, "pairs_per_identity": None, "identities_test": 1})
+    persons.write_dataset(every, tmp_path)  # None: every ordered pair of an identity's poses
+    pairs, _ = read_pairs(tmp_path / "fashion-pairs-test.csv")
+    names = sorted(p.name for p in (tmp_path / "test").iterdir())
+    assert sorted((p.source, p.target) for p in pairs) == [(a, b) for a in names for b in names if a != b]
     with pytest.raises(ConfigError, match="dataset.synthetic.pairs_per_identity"):
         persons.PersonsParams(poses_per_identity=2, pairs_per_identity=3)
     with pytest.raises(ConfigError, match="dataset.synthetic.resolution"):

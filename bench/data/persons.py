@@ -75,7 +75,7 @@ class PersonsParams:
     identities_train: int = 160
     identities_test: int = 20
     poses_per_identity: int = 4
-    pairs_per_identity: int = 6  # ordered (source, target) pose pairs drawn per identity
+    pairs_per_identity: int | None = None  # ordered (source, target) pose pairs per identity; None: all
     closeup_fraction: float = 0.0  # share of images framed closer, legs leaving the frame
     seed: int = 0
 
@@ -88,13 +88,16 @@ class PersonsParams:
         ):
             raise ConfigError(f"dataset.synthetic.resolution: expected [H, W] integers >= 16, got {res!r}")
         object.__setattr__(self, "resolution", (int(res[0]), int(res[1])))
-        for key in ("identities_train", "identities_test", "pairs_per_identity"):
+        for key in ("identities_train", "identities_test"):
             _require_int(key, getattr(self, key), minimum=1)
         _require_int("poses_per_identity", self.poses_per_identity, minimum=2)
         _require_int("seed", self.seed, minimum=0)
         fraction = self.closeup_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
             raise ConfigError(f"dataset.synthetic.closeup_fraction: expected a number in [0, 1], got {fraction!r}")
+        if self.pairs_per_identity is None:
+            return
+        _require_int("pairs_per_identity", self.pairs_per_identity, minimum=1)
         most = self.poses_per_identity * (self.poses_per_identity - 1)
         if self.pairs_per_identity > most:
             raise ConfigError(
@@ -908,7 +911,9 @@ def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | Non
                 if progress is not None:
                     progress("synthetic persons", done, total)
             ordered = [(a, b) for a in range(len(names)) for b in range(len(names)) if a != b]
-            chosen = stream(params, split, index, 1).choice(len(ordered), size=params.pairs_per_identity, replace=False)
-            pairs.extend(f"{names[ordered[k][0]]},{names[ordered[k][1]]}" for k in sorted(chosen))
+            chosen = range(len(ordered))
+            if params.pairs_per_identity is not None:
+                chosen = sorted(stream(params, split, index, 1).choice(len(ordered), params.pairs_per_identity, False))
+            pairs.extend(f"{names[ordered[k][0]]},{names[ordered[k][1]]}" for k in chosen)
         (out_dir / f"{FILE_PREFIX}-annotation-{split}.csv").write_text("\n".join(annotation) + "\n")
         (out_dir / f"{FILE_PREFIX}-pairs-{split}.csv").write_text("\n".join(pairs) + "\n")

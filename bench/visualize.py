@@ -7,8 +7,9 @@ methods share one convention:
   by the largest magnitude in the field unless a fixed ``max_magnitude`` is given;
 * masks are grey (white = the warped source is used, black = the decoder's own content);
 * structures: Gaussian heatmaps each get a distinct colour and are max-composited on black, a
-  single channel (an edge map) is grey, and a one-hot view code (channels constant in space) is
-  drawn as a bar of cells with the active ones filled.
+  single channel (an edge map) is grey, a one-hot view code (channels constant in space) is
+  drawn as a bar of cells with the active ones filled, and GFLA's 16-channel face encoding
+  (edge map, 14 distance maps, part labels) shows its part labels in dim colours under white edges.
 """
 
 from __future__ import annotations
@@ -109,6 +110,26 @@ def _onehot_bar(code: np.ndarray, height: int, width: int) -> np.ndarray:
     return _to_uint8(out)
 
 
+FACE16_CHANNELS = 16
+FACE_PART_LABELS = 6  # the face16 label channel holds label / 6, labels 0 (background) .. 6
+
+
+def _is_face16(data: np.ndarray) -> bool:
+    """GFLA's face encoding: 16 channels, the last one part labels k / 6 (heatmaps are never that)."""
+    if data.shape[0] != FACE16_CHANNELS:
+        return False
+    labels = data[-1] * FACE_PART_LABELS
+    return bool(np.allclose(labels, np.rint(labels), atol=1e-4) and labels.max() > 0)
+
+
+def _face16_picture(data: np.ndarray) -> np.ndarray:
+    """Part labels in dim distinct colours, the edge map (channel 0) in white on top."""
+    labels = np.rint(np.clip(data[-1], 0, 1) * FACE_PART_LABELS).astype(int)
+    palette = np.vstack([np.zeros((1, 3)), 0.45 * channel_colours(FACE_PART_LABELS)])
+    edges = np.clip(data[0], 0, 1)[:, :, None]
+    return _to_uint8(np.maximum(palette[labels], edges))
+
+
 def structure_to_rgb(structure: ArrayLike) -> np.ndarray:
     """A (S, H, W) structure map in [0, 1] to a (H, W, 3) uint8 picture (see the module docstring)."""
     data = _as_numpy(structure, "structure")
@@ -119,6 +140,8 @@ def structure_to_rgb(structure: ArrayLike) -> np.ndarray:
         return mask_to_rgb(data)
     if _is_onehot_code(data):
         return _onehot_bar(data[:, 0, 0], height, width)
+    if _is_face16(data):
+        return _face16_picture(data)
     maps = np.clip(data, 0.0, 1.0)
     coloured = maps[:, :, :, None] * channel_colours(channels)[:, None, None, :]
     return _to_uint8(coloured.max(axis=0))

@@ -128,3 +128,17 @@ def test_make_grid_places_scaled_images():
     assert grid.getpixel((left + 12, top)) == (255, 255, 255)  # padding between cells
     with pytest.raises(ValueError, match="column labels"):
         make_grid([[red]], labels=["a", "b"])
+
+
+def test_face16_shows_part_labels_under_white_edges():
+    face = np.ones((16, 6, 6))  # distance maps are 1 far from every edge: they must not wash out the picture
+    face[0] = 0.0
+    face[0, 2, :] = 1.0  # an edge row
+    face[15] = 0.0
+    face[15, 3:, :] = 1 / 6  # label 1 (face) in the lower half
+    out = structure_to_rgb(face)
+    assert (out[0] == 0).all()  # background label, no edge: black
+    assert (out[2] == 255).all()  # edges white
+    face_colour = out[4, 0]
+    assert 0 < face_colour.max() < 128  # a dim colour for the face part
+    assert (out[4] == face_colour).all()

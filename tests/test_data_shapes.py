@@ -135,6 +135,17 @@ def test_ensure_dataset_caches_by_parameters_and_reports_progress(tmp_path):
     assert not [p for p in (tmp_path / "synthetic").iterdir() if ".tmp-" in p.name]
 
 
+def test_an_interrupted_generation_leaves_no_dataset_behind(tmp_path):
+    def interrupt(description, done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ensure_dataset(TINY, tmp_path, interrupt)
+    assert not [p for p in (tmp_path / "synthetic").iterdir() if not p.name.endswith(".lock")]
+    assert (ensure_dataset(TINY, tmp_path) / "params.json").is_file()
+
+
 def test_params_from_config_defaults_and_errors():
     cfg = TaskConfig(dataset=DatasetConfig(resolution=[48, 48], synthetic={"category": "car"}))
     assert ShapesParams.from_config(cfg) == ShapesParams(category="car", resolution=48)

@@ -123,8 +123,12 @@ def ensure_dataset(params: ShapesParams, data_root: Path, progress: Progress | N
         staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        write_dataset(params, staging, progress)
-        (staging / PARAMS_FILE).write_text(json.dumps(asdict(params), indent=2, sort_keys=True) + "\n")
+        try:
+            write_dataset(params, staging, progress)
+            (staging / PARAMS_FILE).write_text(json.dumps(asdict(params), indent=2, sort_keys=True) + "\n")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     return target

@@ -277,8 +277,14 @@ def test_check_reports_missing_directories_sizes_and_options(fashion, tmp_path):
     ]
     problems = spec.check(root, _cfg("deepfashion", [64, 64], protocol="256x176"))
     assert len(problems) == 8 and all("expected 256x176" in p.message for p in problems)  # 128x88 files
-    problems = spec.check(root, _cfg("deepfashion", [64, 64], protocol="512x352"))
-    assert problems[0].where == "dataset.options" and "protocol" in problems[0].message
+    problems = spec.check(root, _cfg("deepfashion", [64, 64], protocol="512x352", crop=True))
+    assert [p.where for p in problems] == ["dataset.options", "dataset.options.protocol"]
+    assert "unknown key(s) crop" in problems[0].message and "'512x352'" in problems[1].message
+    with pytest.raises(ConfigError, match="dataset.options.protocol"):
+        spec.test_set(root, _cfg("deepfashion", [64, 64], protocol="512x352"))
+    wrong = _cfg("deepfashion", [64, 64])
+    wrong.dataset.structure = "face16"
+    assert spec.check(root, wrong)[0].where == "dataset.structure"
     for path in (root / "test").iterdir():
         path.unlink()
     (root / "test").rmdir()

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -270,7 +271,6 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         shin=1.7 * limb,
         girth=girth,
     )
-    bottom_kind = str(rng.choice(["trousers", "trousers", "shorts", "skirt"]))
     return Identity(
         build=build,
         skin=SKIN_TONES[rng.integers(len(SKIN_TONES))],
@@ -281,7 +281,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         logo=str(rng.choice(LOGOS)),
         logo_colour=_colour(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0)),
         bottom=_garment(rng, ("solid", "solid", "stripes", "vstripes", "checks")),
-        bottom_kind=bottom_kind,
+        bottom_kind=str(rng.choice(["trousers", "trousers", "shorts", "skirt"])),
         shoes=_colour(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.1, 0.5)),
     )
 
@@ -290,33 +290,30 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     """Draw a view and joint angles within natural ranges."""
     view = str(rng.choice(VIEWS, p=VIEW_WEIGHTS))
 
-    def pair(low: float, high: float) -> tuple[float, float]:
-        return (float(rng.uniform(low, high)), float(rng.uniform(low, high)))
+    def both(draw: Callable[[], float]) -> tuple[float, float]:
+        return (float(draw()), float(draw()))
 
-    arm_abduct = tuple(float(rng.uniform(5, 35) if rng.random() < 0.65 else rng.uniform(35, 100)) for _ in range(2))
-    elbow = tuple(float(rng.uniform(0, 15) if rng.random() < 0.5 else rng.uniform(15, 110)) for _ in range(2))
-    forearm_up = tuple(bool(a > 50 and rng.random() < 0.4) for a in arm_abduct)
+    arm_abduct = both(lambda: rng.uniform(5, 35) if rng.random() < 0.65 else rng.uniform(35, 100))
+    elbow = both(lambda: rng.uniform(0, 15) if rng.random() < 0.5 else rng.uniform(15, 110))
+    raise_forearm = [bool(a > 50 and rng.random() < 0.4) for a in arm_abduct]
     stride = float(rng.uniform(-30, 30))
-    leg_swing = (stride, -stride * float(rng.uniform(0.5, 1.0)))
-    arm_swing = (
-        -leg_swing[0] * float(rng.uniform(0.3, 1.0)) + float(rng.uniform(-10, 10)),
-        -leg_swing[1] * float(rng.uniform(0.3, 1.0)) + float(rng.uniform(-10, 10)),
-    )
+    leg_swing = (stride, -stride * float(rng.uniform(0.5, 1.0)))  # walking: the legs swing opposite
+    arm_swing = [-leg * float(rng.uniform(0.3, 1.0)) + float(rng.uniform(-10, 10)) for leg in leg_swing]
     if rng.random() < 0.15:  # reaching forward with one arm
-        side = int(rng.integers(2))
-        arm_swing = tuple(float(rng.uniform(50, 95)) if i == side else arm_swing[i] for i in range(2))
-    knee = tuple(float(rng.uniform(0, 15) + (rng.uniform(10, 35) if swing < -5 else 0.0)) for swing in leg_swing)
+        arm_swing[int(rng.integers(2))] = float(rng.uniform(50, 95))
+    # A leg swung back bends its knee more, as in a walking stride.
+    knee = [float(rng.uniform(0, 15) + (rng.uniform(10, 35) if swing < -5 else 0.0)) for swing in leg_swing]
     return Pose(
         view=view,
         lean=float(rng.uniform(-4, 4) if view in ("front", "back") else rng.uniform(-2, 7)),
         head_tilt=float(rng.uniform(-8, 8)),
-        arm_abduct=arm_abduct,  # type: ignore[arg-type]
-        arm_swing=arm_swing,  # type: ignore[arg-type]
-        elbow=elbow,  # type: ignore[arg-type]
-        forearm_up=forearm_up,  # type: ignore[arg-type]
-        leg_abduct=pair(-2, 16),
+        arm_abduct=arm_abduct,
+        arm_swing=(arm_swing[0], arm_swing[1]),
+        elbow=elbow,
+        forearm_up=(raise_forearm[0], raise_forearm[1]),
+        leg_abduct=both(lambda: rng.uniform(-2, 16)),
         leg_swing=leg_swing,
-        knee=knee,  # type: ignore[arg-type]
+        knee=(knee[0], knee[1]),
     )
 
 
@@ -367,7 +364,7 @@ def build_skeleton(identity: Identity, pose: Pose) -> Skeleton:
             upper = _direction(pose.arm_swing[i], facing)
             fore = _direction(pose.arm_swing[i] + max(pose.elbow[i], 5.0), facing)
             thigh = _direction(pose.leg_swing[i], facing)
-            shin = _direction(pose.leg_swing[i] - pose.knee[i], facing)
+            shin = _direction(max(pose.leg_swing[i] - pose.knee[i], -60.0), facing)  # no heel kicked up high
             lengths = (b.upper_arm, b.forearm, b.thigh, b.shin)
         else:
             # Front view: the person's right is on the image left; back view: mirrored.

@@ -318,6 +318,7 @@ class PoseTransferSpec(DatasetSpec):
 
     kind = "pose_transfer"
     prefixes: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()  # valid dataset.options keys
 
     def annotation_frame(self, root: Path, cfg: TaskConfig) -> tuple[int, int]:
         """(H, W) of the frame the CSV keypoints are given in."""
@@ -395,7 +396,7 @@ class PoseTransferSpec(DatasetSpec):
 
     # -- samples ------------------------------------------------------------------------------
     def _pairs(self, root: Path, cfg: TaskConfig, split: str, cap: int | None, augment: bool) -> PairDataset:
-        self._require_heatmaps(cfg)
+        self._require_valid_config(cfg)
         keypoints, pairs = self._records(root, cfg, split)
         chosen = [pairs[i] for i in subset(len(pairs), cap)]
         size = (int(cfg.dataset.resolution[0]), int(cfg.dataset.resolution[1]))
@@ -409,9 +410,25 @@ class PoseTransferSpec(DatasetSpec):
             augment,
         )
 
-    def _require_heatmaps(self, cfg: TaskConfig) -> None:
+    def config_problems(self, cfg: TaskConfig) -> list[Problem]:
+        """Settings this dataset cannot serve, each named by its config key."""
+        problems = []
         if cfg.dataset.structure != "heatmaps":
-            raise ConfigError(f"dataset.structure: {self.name} provides 'heatmaps', got {cfg.dataset.structure!r}")
+            problems.append(
+                Problem("dataset.structure", f"{self.name} provides 'heatmaps', got {cfg.dataset.structure!r}")
+            )
+        unknown = sorted(set(cfg.dataset.options) - set(self.options))
+        if unknown:
+            valid = ", ".join(self.options) or "(none)"
+            problems.append(
+                Problem("dataset.options", f"unknown key(s) {', '.join(unknown)} for {self.name}; valid keys: {valid}")
+            )
+        return problems
+
+    def _require_valid_config(self, cfg: TaskConfig) -> None:
+        problems = self.config_problems(cfg)
+        if problems:
+            raise ConfigError("; ".join(str(p) for p in problems))
 
     def train_set(self, root: Path, cfg: TaskConfig, seed: int) -> Dataset:
         """Training pairs (deterministic ``max_train`` subset); augmentation draws from torch's RNG,
@@ -432,19 +449,14 @@ class PoseTransferSpec(DatasetSpec):
         root = Path(root)
         if not root.is_dir():
             return [Problem(str(root), "dataset directory does not exist")]
-        problems: list[Problem] = []
-        if cfg.dataset.structure != "heatmaps":
-            problems.append(
-                Problem("dataset.structure", f"{self.name} provides 'heatmaps', got {cfg.dataset.structure!r}")
-            )
+        problems = self.config_problems(cfg)
+        if problems:
+            return problems
         try:
             frame = self.annotation_frame(root, cfg)
-        except (ConfigError, OSError, ValueError) as exc:
-            return [*problems, Problem(str(root), str(exc))]
-        try:
-            exact = self.exact_size(cfg)
-        except ConfigError as exc:
-            return [*problems, Problem("dataset.options", str(exc))]
+        except ValueError as exc:
+            return [Problem(str(root), str(exc))]
+        exact = self.exact_size(cfg)
         for split in SPLITS:
             problems.extend(self._check_split(root, split, frame, exact))
         return problems
@@ -503,21 +515,25 @@ class DeepFashionSpec(PoseTransferSpec):
 
     name = "deepfashion"
     prefixes = ("fasion", "fashion")  # the original repository's typo first
+    options = ("protocol",)
     protocols = ("256x256", "256x176")
 
     def annotation_frame(self, root: Path, cfg: TaskConfig) -> tuple[int, int]:
         return (256, 176)
 
-    def protocol(self, cfg: TaskConfig) -> str:
-        unknown = sorted(set(cfg.dataset.options) - {"protocol"})
-        if unknown:
-            raise ConfigError(
-                f"dataset.options: unknown key(s) {', '.join(unknown)} for deepfashion; valid keys: protocol"
-            )
+    def config_problems(self, cfg: TaskConfig) -> list[Problem]:
+        problems = super().config_problems(cfg)
         value = cfg.dataset.options.get("protocol", "256x256")
         if value not in self.protocols:
-            raise ConfigError(f"dataset.options.protocol: expected one of {', '.join(self.protocols)}, got {value!r}")
-        return value
+            problems.append(
+                Problem("dataset.options.protocol", f"expected one of {', '.join(self.protocols)}, got {value!r}")
+            )
+        return problems
+
+    def protocol(self, cfg: TaskConfig) -> str:
+        """The validated ``dataset.options.protocol`` (default ``256x256``)."""
+        self._require_valid_config(cfg)
+        return cfg.dataset.options.get("protocol", "256x256")
 
     def exact_size(self, cfg: TaskConfig) -> bool:
         return self.protocol(cfg) == "256x176"

@@ -13,8 +13,8 @@ as GFLA does when it resizes DeepFashion to 256x256) and encodes them as Gaussia
 ``cfg.dataset.heatmap_sigma`` pixels.  With ``cfg.train.augment`` training pairs get GFLA's Market
 augmentation: a random affine (rotation +-5 deg, shift U(-5, 5) px per axis, scale U(0.95, 1.05),
 grey fill) on the source and an independent, damped one (angle x0.2, shift x0.5, scale 1) on the
-target, applied to the keypoints as well.  Augmentation draws from torch's global RNG, so it is reproducible under
-``torch.manual_seed`` (DataLoader workers derive their seeds from it).
+target, applied to the keypoints as well.  Augmentation draws from torch's global RNG, so it is
+reproducible under ``torch.manual_seed`` (DataLoader workers derive their seeds from it).
 """
 
 from __future__ import annotations

@@ -165,7 +165,9 @@ def test_datasets_pickle_and_work_in_dataloader_workers(root):
     first = train[0]
     clone = pickle.loads(pickle.dumps(train))  # an open h5py handle must not travel
     assert clone[0]["name"] == first["name"]
-    loader = DataLoader(SPEC.test_set(root, config(max_test=1)), batch_size=4, num_workers=2)
+    test = SPEC.test_set(root, config(max_test=1))
+    test[0]  # the parent opens the file before forking, as the runner does
+    loader = DataLoader(test, batch_size=4, num_workers=2, multiprocessing_context="fork")
     batches = list(loader)
     assert [len(b["name"]) for b in batches] == [4, 4, 4, 4, 2]
     assert batches[1]["name"][0] == "ue63-9c33_0_0_2_ue63-9c33_8_0"

@@ -24,6 +24,7 @@ split-file order) and the first N test models (18 pairs each).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -179,21 +180,25 @@ def test_pairs(files: SplitFiles, max_test: int | None) -> list[tuple[str, int, 
 
 
 class ViewReader:
-    """Reads views from the HDF5 file, opened lazily in each process (h5py handles do not pickle
-    into DataLoader workers), resized to ``size`` with the PIL filter named by RESIZE_FILTER."""
+    """Reads views from the HDF5 file, resized to ``size`` with the PIL filter named by RESIZE_FILTER.
+
+    The file is opened lazily by each process that reads: h5py handles neither pickle (spawned
+    DataLoader workers) nor survive a fork safely (forked workers would share the parent's handle),
+    so a handle opened by another process id is replaced."""
 
     def __init__(self, path: Path, size: tuple[int, int]) -> None:
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
         self._file: h5py.File | None = None
+        self._owner = 0  # pid that opened self._file
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_file": None}
+        return {**self.__dict__, "_file": None, "_owner": 0}
 
     def image(self, model: str, azimuth: int, elevation: int) -> np.ndarray:
         """uint8 (H, W, 3) at the configured size."""
-        if self._file is None:
-            self._file = h5py.File(self.path, "r")
+        if self._file is None or self._owner != os.getpid():
+            self._file, self._owner = h5py.File(self.path, "r"), os.getpid()
         pixels = self._file[view_id(model, azimuth, elevation)]["image"][()]
         height, width = self.size
         if pixels.shape[:2] != (height, width):

@@ -286,12 +286,18 @@ def _videos(results_dir: Path, table: Table) -> str:
 # Page
 # ---------------------------------------------------------------------------------------------
 def _environment(records: list[dict]) -> str:
-    """Every environment field with its distinct values (and how many cells had each)."""
+    """Every environment field with its distinct values (and how many cells had each); unset fields
+    are left out, mappings (library versions) are shown as ``name version`` lists."""
     values: dict[str, dict[str, int]] = {}
     for record in records:
         for key, value in (record.get("environment") or {}).items():
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            text = text if len(text) <= 160 else text[:159] + "…"
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                text = " · ".join(f"{name} {version}" for name, version in sorted(value.items()))
+            else:
+                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                text = text if len(text) <= 160 else text[:159] + "…"
             values.setdefault(key, {}).setdefault(text, 0)
             values[key][text] += 1
     if not values:

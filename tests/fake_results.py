@@ -76,14 +76,24 @@ def record(
         "protocol": dict(PROTOCOL if protocol is None else protocol, dataset=dataset),
         "metrics": metrics or {},
         "timings": {"total_s": 1.0},
-        "environment": {"python": "3.11.7", "torch": "2.14.1", "device": "cpu", "host": f"node{seed}"},
+        "environment": {
+            "python": "3.11.7",
+            "libraries": {"torch": "2.14.1", "lpips": "0.1.4"},
+            "device": "cpu",
+            "host": f"node{seed}",
+            "slurm_job_id": None,
+        },
         "artifacts": artifacts or {},
     }
 
 
 def failure(method: str, seed: int, **kwargs: Any) -> dict[str, Any]:
-    error = {"type": "RuntimeError", "message": "CUDA out of memory | tried 2 GiB", "phase": "train",
-             "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory"}
+    error = {
+        "type": "RuntimeError",
+        "message": "CUDA out of memory | tried 2 GiB",
+        "phase": "train",
+        "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory",
+    }
     return record(method, seed, status="failed", error=error, **kwargs)
 
 

@@ -87,6 +87,12 @@ def test_no_external_requests(page):
     assert not any(tag in ("script", "link") for tag, _ in page.tags)
 
 
+def test_environment_summary(results):
+    text = (results / "report.html").read_text(encoding="utf-8")
+    assert "<tr><th>libraries</th><td>lpips 0.1.4 · torch 2.14.1</td></tr>" in text
+    assert "<tr><th>host</th><td>node0</td></tr>" in text and "slurm_job_id" not in text  # unset: left out
+
+
 def test_paths_outside_the_results_dir_are_not_embedded(results):
     text = (results / "report.html").read_text(encoding="utf-8")
     assert "missing: ../outside.png" in text

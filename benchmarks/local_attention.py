@@ -9,8 +9,9 @@ For each size it prints forward+backward wall time (best of ``--repeats``) of
   the same run,
 
 and the peak memory of each variant against the k^2 * C * H * W * B patch tensor.  On CPU the peak is
-the growth of the peak resident set size (``getrusage`` ru_maxrss) over one forward+backward in a
-fresh subprocess per variant, after its inputs exist; on CUDA it is ``max_memory_allocated`` above
+the growth of the peak resident set size (VmHWM, reset through /proc/self/clear_refs) over a
+second forward+backward in a fresh subprocess per variant whose large allocations are returned to
+the system when freed (MALLOC_MMAP_THRESHOLD_), so it tracks live memory; on CUDA it is ``max_memory_allocated`` above
 the memory held before the call.
 
 Run:  PYTHONPATH=. python benchmarks/local_attention.py [--quick] [--repeats N] [--threads N]
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -125,17 +125,31 @@ def peak_bytes(variant: str, case: Case, device: torch.device) -> int:
         return torch.cuda.max_memory_allocated(device) - held
     args = [sys.executable, __file__, "--memory-probe", variant, str(case.batch), str(case.channels),
             str(case.size), str(case.kernel_size), "--threads", str(torch.get_num_threads())]
-    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    # Tensors above 64 KiB get their own mmap, unmapped when freed, so RSS follows the live memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
+    result = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
     return int(result.stdout.strip().splitlines()[-1])
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
 def memory_probe(variant: str, case: Case) -> None:
-    """Subprocess body: print the growth of peak RSS (bytes) over one CPU forward+backward."""
+    """Subprocess body: print the growth (bytes) of the peak RSS over one CPU forward+backward.
+
+    One warm-up pass first (one-time library buffers), then the kernel's high-water mark is reset
+    to the current RSS (``/proc/self/clear_refs``; a child otherwise starts with its parent's RSS at
+    fork as its peak) and the growth over a second pass is the answer.
+    """
     module, inputs = make_inputs(case, torch.device("cpu"))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     forward_backward(variant, module, inputs)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) * 1024)  # ru_maxrss is in KiB on Linux
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    before = _status_kib("VmRSS")
+    forward_backward(variant, module, inputs)
+    print((_status_kib("VmHWM") - before) * 1024)
 
 
 def machine_info(device: torch.device) -> str:
@@ -163,7 +177,7 @@ def cases_for(device: torch.device, quick: bool) -> list[Case]:
 def report(device: torch.device, quick: bool, repeats: int) -> None:
     print(machine_info(device))
     memory_method = ("CUDA max_memory_allocated above held memory" if device.type == "cuda"
-                     else "peak-RSS growth (getrusage ru_maxrss) in a fresh subprocess per variant")
+                     else "peak-RSS growth over a warm pass, fresh subprocess per variant")
     print(f"device {device}; times: forward+backward, best of {repeats}; memory: {memory_method}\n")
     header = (f"{'case':<30} {'fast s':>8} {'tiled s':>8} {'floor s':>8} {'fast/floor':>10} {'tiled/floor':>11} "
               f"{'tiled/fast':>10} {'patch MB':>9} {'fast mem':>9} {'tiled mem':>9}")

@@ -200,6 +200,15 @@ def test_extract_blocks_layout_even_kernel_is_asymmetric_and_border_clamped():
     torch.testing.assert_close(odd[0, 0, 9:12, 12:15], expected)
 
 
+def test_extract_blocks_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="source"):
+        extract_blocks(torch.zeros(3, 4, 4), None, 3)
+    with pytest.raises(ValueError, match="flow"):
+        extract_blocks(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), 3)
+    with pytest.raises(ValueError, match="kernel_size"):
+        extract_blocks(torch.zeros(1, 3, 4, 4), None, 0)
+
+
 def test_extract_blocks_none_flow_is_zero_flow():
     source = random(2, 3, 4, 4)
     zero_flow = torch.zeros(2, 2, 4, 4, dtype=F64)

@@ -27,6 +27,8 @@ def extract_blocks(source: torch.Tensor, flow: torch.Tensor | None, kernel_size:
     ``source`` and ``flow``.
     """
     offsets = patch_offsets(kernel_size)
+    if source.dim() != 4:
+        raise ValueError(f"source must be (B, C, H, W), got shape {tuple(source.shape)}")
     batch, _, height, width = source.shape
     if flow is None:
         flow = source.new_zeros(batch, 2, height, width)

@@ -25,13 +25,14 @@ The fast forward never builds the k^2 * C patch tensor of the original.  W1 is l
 sampling shares its weights across integer offsets, so W1_source . S(p) is the bilinear sample at
 p + f(p) of the k x k convolution of the replicate-padded source with W1_source (evaluated on a map
 extended by the window so clamping stays exact), and W1_target . T(p) is an ordinary k x k
-convolution of the replicate-padded target.  The weighted patch sum gathers the (k+1)^2 integer
-pixels under a patch one offset at a time in a custom autograd function that gathers again in
-backward instead of storing them (see ``weighted_patch_sum``).
+convolution of the replicate-padded target.  The weighted patch sum is a sparse-dense product over
+the (k+1)^2 integer pixels under each patch (see ``weighted_patch_sum``).
 ``tiled_local_attention`` is the straightforward port of the original layout, kept as reference.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -42,33 +43,52 @@ from bench.ops.block_extractor import extract_blocks
 from bench.ops.flow_warp import pixel_grid, sample_bilinear
 
 
-class _GatheredRowSum(torch.autograd.Function):
-    """sum_u weights[u] * rows[index[u]]: weights (U, N), rows (M, C), index (U, N) -> (N, C).
+def _window_matrix(weights: torch.Tensor, columns: torch.Tensor, num_columns: int) -> torch.Tensor:
+    """The sparse (N, M) CSR matrix with row n holding weights[n, u] at columns[n, u] (U per row)."""
+    count, per_row = columns.shape
+    row_starts = torch.arange(0, count * per_row + 1, per_row, device=columns.device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(row_starts, columns.flatten(), weights.flatten(), (count, num_columns),
+                                       check_invariants=False)
 
-    Loops over the U window offsets so that no (U, N, C) tensor exists; the gathered rows are
-    gathered again in backward instead of being stored.
+
+class _WindowRowSum(torch.autograd.Function):
+    """out[n] = sum_u weights[n, u] * rows[columns[n, u]]: weights (N, U), rows (M, C), columns (N, U).
+
+    A sparse-dense product, so no (N, U, C) tensor of gathered rows exists in either pass: forward is
+    CSR @ rows, the rows' gradient the transposed (COO) product, the weights' gradient a sampled dense
+    product (SDDMM).  The sparse kernels run in float32 or float64; other dtypes go through float32.
     """
 
     @staticmethod
-    def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        out = rows.new_zeros(index.shape[1], rows.shape[1])
-        for offset in range(index.shape[0]):
-            out.addcmul_(rows.index_select(0, index[offset]), weights[offset].unsqueeze(1))
-        ctx.save_for_backward(weights, rows, index)
-        return out
+    def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        compute = rows.dtype if rows.dtype in (torch.float32, torch.float64) else torch.float32
+        matrix = _window_matrix(weights.to(compute), columns, rows.shape[0])
+        ctx.save_for_backward(weights, rows, columns)
+        return (matrix @ rows.to(compute)).to(rows.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        weights, rows, index = ctx.saved_tensors
-        need_weights, need_rows = ctx.needs_input_grad[:2]
-        grad_weights = torch.empty_like(weights) if need_weights else None
-        grad_rows = torch.zeros_like(rows) if need_rows else None
-        for offset in range(index.shape[0]):
-            if need_weights:
-                grad_weights[offset] = (grad_out * rows.index_select(0, index[offset])).sum(1)
-            if need_rows:
-                grad_rows.index_add_(0, index[offset], grad_out * weights[offset].unsqueeze(1))
+        weights, rows, columns = ctx.saved_tensors
+        compute = rows.dtype if rows.dtype in (torch.float32, torch.float64) else torch.float32
+        grad_out = grad_out.to(compute)
+        grad_weights = grad_rows = None
+        if ctx.needs_input_grad[0]:
+            # sampled_addmm rejects rows with more entries than the matrix has columns (tiny maps):
+            # zero rows pad the column count, and no entry points at them.
+            padded_rows = F.pad(rows.to(compute), (0, 0, 0, max(0, columns.shape[1] - rows.shape[0])))
+            pattern = _window_matrix(weights.to(compute), columns, padded_rows.shape[0])
+            products = torch.sparse.sampled_addmm(pattern, grad_out, padded_rows.t(), beta=0)
+            grad_weights = products.values().view_as(weights).to(weights.dtype)
+        if ctx.needs_input_grad[1]:
+            count, per_row = columns.shape
+            row_of_entry = torch.arange(count, device=columns.device).repeat_interleave(per_row)
+            transposed = torch.sparse_coo_tensor(torch.stack((columns.flatten(), row_of_entry)),
+                                                 weights.to(compute).flatten(), (rows.shape[0], count),
+                                                 check_invariants=False)
+            grad_rows = torch.sparse.mm(transposed, grad_out).to(rows.dtype)
         return grad_weights, grad_rows, None
 
 
@@ -99,10 +119,11 @@ def weighted_patch_sum(weights: torch.Tensor, source: torch.Tensor, points: torc
     image_start = torch.arange(batch, device=points.device).view(batch, 1, 1, 1, 1) * (height * width)
     index = rows_y.unsqueeze(2) * width + cols_x.unsqueeze(1) + image_start  # (B, k+1, k+1, h, w)
     window = (kernel_size + 1) ** 2
-    index = index.view(batch, window, -1).transpose(0, 1).reshape(window, -1)
-    spread = spread.view(batch, window, -1).transpose(0, 1).reshape(window, -1)
+    # One row per output pixel (b, y, x), its (k+1)^2 window entries in row-major order.
+    columns = index.permute(0, 3, 4, 1, 2).reshape(-1, window)
+    spread = spread.permute(0, 3, 4, 1, 2).reshape(-1, window)
     rows = source.permute(0, 2, 3, 1).reshape(-1, channels)
-    out = _GatheredRowSum.apply(spread, rows, index)
+    out = _WindowRowSum.apply(spread, rows, columns)
     return out.view(batch, out_height, out_width, channels).permute(0, 3, 1, 2)
 
 

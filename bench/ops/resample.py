@@ -35,6 +35,8 @@ def gaussian_resample(source: torch.Tensor, flow: torch.Tensor, kernel_size: int
                          f"got {kernel_size}")
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
+    if source.dim() != 4:
+        raise ValueError(f"source must be (B, C, H, W), got shape {tuple(source.shape)}")
     batch, channels, height, width = source.shape
     if flow.dim() != 4 or flow.shape[:2] != (batch, 2):
         raise ValueError(f"flow must be (B={batch}, 2, h, w), got shape {tuple(flow.shape)}")

@@ -98,7 +98,7 @@ def execute_cell(
 
     tick = time.perf_counter()
     with phase("train"):
-        trainer = train(cfg, method, seed, train_set, device, cell_dir, progress)
+        trainer = train(cfg, method, seed, train_set, device, cell_dir, progress, force=options.force)
     timings["train_s"] = round(time.perf_counter() - tick, 3)
 
     tick = time.perf_counter()
@@ -116,7 +116,7 @@ def execute_cell(
         "lpips_net": cfg.eval.lpips_net,
         "lpips_version": cfg.eval.lpips_version,
         "ssim_variant": cfg.eval.ssim_variant,
-        "perceptual_backbone": trainer.perceptual_backbone(),
+        "perceptual_backbone": "{network}:{weights}".format(**trainer.vgg.describe()),
         "num_generated": evaluation["num_generated"],
         "checkpoint_selection": cfg.eval.checkpoint_selection,
         "dataset": cfg.dataset.name,
@@ -133,7 +133,7 @@ def execute_cell(
 # ---------------------------------------------------------------------------------------------
 # Training with checkpoints
 # ---------------------------------------------------------------------------------------------
-def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: Path, progress):
+def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: Path, progress, force: bool = False):
     """Build the trainer, resume from the cell's checkpoint if there is one, train to the end."""
     from bench.training import Trainer
 
@@ -144,6 +144,8 @@ def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: 
     trainer = Trainer(cfg, method, train_set, device, seed, num_sources=num_sources,
                       structure_channels=structure_channels)
     checkpoint_path = cell_dir / "checkpoint.pt"
+    if force and checkpoint_path.exists():  # --force retrains from scratch
+        checkpoint_path.unlink()
     if checkpoint_path.exists():
         trainer.load_state_dict(load_checkpoint(checkpoint_path, map_location=device))
     total = (cfg.train.stage1_steps if trainer.two_stage else 0) + cfg.train.stage2_steps

@@ -128,6 +128,9 @@ def command_run(args: argparse.Namespace) -> int:
     tasks = args.tasks or [name for name in TASKS.names() if "embedded" in task_tags(name)]
     for name in tasks:
         TASKS.get(name)  # unknown task names fail here, with the closest match
+    for name in args.methods or []:
+        if name not in WARPERS:  # unknown names fail at once; a broken plugin fails only its own cells
+            WARPERS.get(name)
     cells = expand_cells(tasks, args.methods, args.seeds, args.profile, args.overrides)
     options = RunOptions(results_dir=args.results_dir, work_dir=args.work_dir, data_root=args.data_root,
                          weights_dir=args.weights_dir, force=args.force, device=args.device,

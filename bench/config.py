@@ -40,8 +40,10 @@ class DatasetConfig:
     heatmap_sigma: float = 6.0
     synthetic: dict[str, Any] = field(default_factory=dict)  # generator parameters
     options: dict[str, Any] = field(default_factory=dict)  # loader-specific options
-    max_train: int | None = None  # cap on training pairs/clips (None: all)
-    max_test: int | None = None  # cap on evaluated test pairs/frames (None: all)
+    # Caps (None: all), counted in the dataset's natural unit: pairs (pose transfer), videos (face
+    # animation), models (view synthesis; 18 test pairs each).
+    max_train: int | None = None
+    max_test: int | None = None
 
 
 @dataclass

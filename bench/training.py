@@ -47,6 +47,17 @@ FLOW_TERMS = ("correctness", "regularization")
 StepCallback = Callable[[int, int, dict[str, float]], None]
 
 
+def _to_cpu(value: Any) -> Any:
+    """Tensors (nested in lists and dicts) moved to the CPU as float."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite; names the stage, step and term."""
 
@@ -409,9 +420,13 @@ class Trainer:
 
     def generate(self, batch: dict[str, Any]) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, H, W, on the CPU) for a collated batch of pair samples."""
+        return self.generate_with_plan(batch)[0]
+
+    def generate_with_plan(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Like :meth:`generate`, plus the warper's plan (flows, masks) on the CPU, for the report."""
         with self._evaluating():
-            fake, _ = self.generator(self._pair_inputs(self._to_device(batch)))
-        return fake.float().cpu()
+            fake, plan = self.generator(self._pair_inputs(self._to_device(batch)))
+        return fake.float().cpu(), _to_cpu(plan)
 
     def generate_video(self, frames: torch.Tensor, structures: torch.Tensor) -> torch.Tensor:
         """Animate a whole video (T, 3, H, W) + (T, S, H, W): reference = frame 0, previous = the

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from pytorch_fid.fid_score import calculate_frechet_distance
+from pytorch_fid.inception import InceptionV3
 from torch import nn
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -84,6 +86,23 @@ def test_torchvision_variant_without_its_file_is_unavailable() -> None:
 
 
 # -- the network -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_torchvision_variant_loads_the_users_file_like_pytorch_fid_would(empty_torch_home) -> None:
+    checkpoints = empty_torch_home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    stand_in = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    torch.save(stand_in.state_dict(), checkpoints / TORCHVISION_INCEPTION_FILE)
+    source = resolve_inception("torchvision")
+    assert source.protocol()["fid_inception"] == "torchvision" and "0cc3c7bd" in source.note
+    images = _images(2, (40, 40), 3)
+    ours = compute_features(images, source)
+    reference = InceptionV3([3], use_fid_inception=False).eval()  # torchvision finds the file in TORCH_HOME
+    with torch.inference_mode():
+        theirs = reference(images.float() / 255)[0].flatten(1)
+    assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()  # randomly initialised: features ~1e10
+
+
 @pytest.mark.slow
 def test_mapped_network_features_equal_the_torchscript_module() -> None:
     source = resolve_inception()

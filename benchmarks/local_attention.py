@@ -86,30 +86,36 @@ def forward_backward(variant: str, module: LocalAttention, inputs: list[torch.Te
         tensor.grad = None
 
 
-def best_time(run: Callable[[], object], device: torch.device, repeats: int) -> float:
-    run()  # warm-up
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_best(runs: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Best wall time of each run after a warm-up; the runs take turns, so load on a shared machine
+    hits them alike."""
+    for run in runs.values():
         run()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
+    synchronize(device)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
-def time_variant(variant: str, case: Case, device: torch.device, repeats: int) -> float:
+def measure_times(case: Case, device: torch.device, repeats: int) -> tuple[float, float, float]:
+    """(fast, tiled, floor) seconds for one forward+backward at this size."""
     module, inputs = make_inputs(case, device)
-    return best_time(lambda: forward_backward(variant, module, inputs), device, repeats)
-
-
-def matmul_flops_per_second(case: Case, device: torch.device, repeats: int) -> float:
-    """Throughput of the patch FC layer's forward as one (B h w, 2C k^2) x (2C k^2, hidden) matmul."""
+    # The patch FC layer's forward as one matmul: (B h w, 2C k^2) x (2C k^2, hidden).
     rows, inner = case.batch * case.size**2, 2 * case.channels * case.kernel_size**2
     left = torch.randn(rows, inner, device=device, dtype=case.dtype)
     right = torch.randn(inner, HIDDEN, device=device, dtype=case.dtype)
-    seconds = best_time(lambda: torch.mm(left, right), device, repeats)
-    return 2 * rows * inner * HIDDEN / seconds
+    times = interleaved_best({
+        "fast": lambda: forward_backward("fast", module, inputs),
+        "tiled": lambda: forward_backward("tiled", module, inputs),
+        "matmul": lambda: torch.mm(left, right),
+    }, device, repeats)
+    flops_per_second = 2 * rows * inner * HIDDEN / times["matmul"]
+    return times["fast"], times["tiled"], case.fc_flops() / flops_per_second
 
 
 def peak_bytes(variant: str, case: Case, device: torch.device) -> int:
@@ -178,14 +184,14 @@ def report(device: torch.device, quick: bool, repeats: int) -> None:
     print(machine_info(device))
     memory_method = ("CUDA max_memory_allocated above held memory" if device.type == "cuda"
                      else "peak-RSS growth over a warm pass, fresh subprocess per variant")
-    print(f"device {device}; times: forward+backward, best of {repeats}; memory: {memory_method}\n")
+    print(f"device {device}; times: forward+backward, best of {repeats}, variants interleaved; "
+          f"memory: {memory_method}\n")
     header = (f"{'case':<30} {'fast s':>8} {'tiled s':>8} {'floor s':>8} {'fast/floor':>10} {'tiled/floor':>11} "
               f"{'tiled/fast':>10} {'patch MB':>9} {'fast mem':>9} {'tiled mem':>9}")
     print(header)
     print("-" * len(header))
     for case in cases_for(device, quick):
-        fast, tiled = (time_variant(variant, case, device, repeats) for variant in ("fast", "tiled"))
-        floor = case.fc_flops() / matmul_flops_per_second(case, device, repeats)
+        fast, tiled, floor = measure_times(case, device, repeats)
         patch = case.patch_bytes()
         fast_mem, tiled_mem = (peak_bytes(v, case, device) / patch for v in ("fast", "tiled"))
         print(f"{case.label:<30} {fast:8.3f} {tiled:8.3f} {floor:8.3f} {fast / floor:10.2f} {tiled / floor:11.2f} "

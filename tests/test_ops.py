@@ -265,6 +265,12 @@ def test_tiled_port_equals_local_attention(k):
     assert_same_value_and_grad(module, lambda s, t, f: tiled_local_attention(module, s, t, f), [source, target, flow])
 
 
+def test_source_larger_than_target_samples_in_source_pixels():
+    module = attention_module(channels=2, k=3, hidden=5)
+    source, target, flow = random(2, 2, 7, 9, seed=1), random(2, 2, 4, 5, seed=2), fractional_flow(2, 4, 5)
+    assert_same_value_and_grad(module, lambda s, t, f: tiled_local_attention(module, s, t, f), [source, target, flow])
+
+
 def test_local_attention_gradcheck():
     module = attention_module(channels=2, k=3, hidden=4)
     inputs = (random(1, 2, 3, 3, seed=1), random(1, 2, 3, 3, seed=2), fractional_flow(1, 3, 3, reach=2))

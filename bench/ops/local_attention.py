@@ -53,17 +53,22 @@ def _window_matrix(weights: torch.Tensor, columns: torch.Tensor, num_columns: in
                                        check_invariants=False)
 
 
+def _sparse_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the sparse kernels run in: float32 and float64 as they are, anything else in float32."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
 class _WindowRowSum(torch.autograd.Function):
     """out[n] = sum_u weights[n, u] * rows[columns[n, u]]: weights (N, U), rows (M, C), columns (N, U).
 
     A sparse-dense product, so no (N, U, C) tensor of gathered rows exists in either pass: forward is
     CSR @ rows, the rows' gradient the transposed (COO) product, the weights' gradient a sampled dense
-    product (SDDMM).  The sparse kernels run in float32 or float64; other dtypes go through float32.
+    product (SDDMM).
     """
 
     @staticmethod
     def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-        compute = rows.dtype if rows.dtype in (torch.float32, torch.float64) else torch.float32
+        compute = _sparse_dtype(rows.dtype)
         matrix = _window_matrix(weights.to(compute), columns, rows.shape[0])
         ctx.save_for_backward(weights, rows, columns)
         return (matrix @ rows.to(compute)).to(rows.dtype)
@@ -72,7 +77,7 @@ class _WindowRowSum(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         weights, rows, columns = ctx.saved_tensors
-        compute = rows.dtype if rows.dtype in (torch.float32, torch.float64) else torch.float32
+        compute = _sparse_dtype(rows.dtype)
         grad_out = grad_out.to(compute)
         grad_weights = grad_rows = None
         if ctx.needs_input_grad[0]:

@@ -161,6 +161,9 @@ def load_plugin(spec: str) -> None:
             if not path.is_file():
                 raise FileNotFoundError(f"no such file: {path}")
             module_name = f"warpbench_plugin_{path.stem}"
+            loaded = sys.modules.get(module_name)
+            if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+                return  # already imported: importing again would register its names twice
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             if module_spec is None or module_spec.loader is None:
                 raise ImportError(f"cannot import {path}")

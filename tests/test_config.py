@@ -123,3 +123,9 @@ def test_every_shipped_task_resolves_under_every_profile(task, profile):
     assert cfg.name == task and cfg.profile == profile
     for layer in cfg.model.attn_layers:
         assert layer in cfg.model.kernel_sizes
+
+
+def test_partial_mapping_override_keeps_the_other_default_entries(task_file):
+    cfg = load_task_config(task_file, None, ["train.stage2_weights.style=0"])
+    assert cfg.train.stage2_weights["style"] == 0.0
+    assert cfg.train.stage2_weights["l1"] == 5.0 and cfg.train.stage2_weights["gan"] == 2.0

@@ -113,3 +113,11 @@ def test_baselines_are_discovered_through_the_entry_point_group():
     names = WARPERS.names()
     for name in ("gfla", "none", "affine_stn", "plain_flow", "nonlocal_attn"):
         assert name in names
+
+
+def test_loading_the_same_plugin_file_twice_is_harmless(tmp_path):
+    plugin = tmp_path / "twice_plugin.py"
+    plugin.write_text("from bench.registry import WARPERS\nWARPERS.add('loaded_twice_warper', object())\n")
+    load_plugin(str(plugin))
+    load_plugin(str(plugin))
+    assert "loaded_twice_warper" in WARPERS.names()

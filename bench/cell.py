@@ -4,6 +4,11 @@ Generated test images are written to ``<work_dir>/cells/<key>/outputs`` in the p
 format and read back before the metrics are computed, so every number can be recomputed from the
 saved files.  Samples for the report (source, structure, output, ground truth, flows, masks) go to
 ``<results_dir>/samples/<key>/``.
+
+Under torchrun (see :mod:`bench.distributed`) rank 0 prepares the data first, every rank trains on
+its shard of each batch and generates its shard of the test set, and rank 0 alone writes the
+checkpoints, gathers the generated images, saves them and computes the metrics.  An out-of-memory
+error is re-raised as :class:`OutOfMemoryError` naming the batch size in use and how to lower it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
+from bench import distributed
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import TaskConfig
 from bench.metrics.base import EvalContext, MetricResult
@@ -38,14 +44,41 @@ class CellFailure(Exception):
         self.error = error
 
 
+class OutOfMemoryError(RuntimeError):
+    """The device ran out of memory; the message names the batch-size setting in use and how to lower it."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+def out_of_memory(error: BaseException, setting: str, batch_size: int) -> OutOfMemoryError:
+    """An OutOfMemoryError for ``error`` that says which batch size to lower and how."""
+    per_rank = f", {batch_size // distributed.world_size()} per rank" if distributed.world_size() > 1 else ""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # give the memory back to the cells that follow
+    return OutOfMemoryError(
+        f"out of memory with {setting}={batch_size}{per_rank}; lower it, e.g. "
+        f"--set {setting}={max(1, batch_size // 2)} ({first_line})"
+    )
+
+
 @contextmanager
-def phase(name: str) -> Iterator[None]:
-    """Tag any error raised inside with the phase name (KeyboardInterrupt passes through)."""
+def phase(name: str, batch_setting: tuple[str, int] | None = None) -> Iterator[None]:
+    """Tag any error raised inside with the phase name (KeyboardInterrupt passes through).
+
+    ``batch_setting`` (config key, value) turns an out-of-memory error into :class:`OutOfMemoryError`.
+    """
     try:
         yield
     except CellFailure:
         raise
     except Exception as exc:
+        if batch_setting is not None and is_out_of_memory(exc):
+            raise CellFailure(name, out_of_memory(exc, *batch_setting)) from exc
         raise CellFailure(name, exc) from exc
 
 
@@ -89,7 +122,8 @@ def execute_cell(
             raise ValueError(
                 f"dataset {cfg.dataset.name!r} is a {spec.kind} dataset but task kind is {cfg.kind!r}"
             )
-        root = spec.prepare(cfg, Path(options.data_root), progress)
+        with distributed.main_first():  # the other ranks then find rank 0's prepared data
+            root = spec.prepare(cfg, Path(options.data_root), progress)
         spec.validate(root, cfg)
         train_set = spec.train_set(root, cfg, seed)
         test_set = spec.test_set(root, cfg)
@@ -97,14 +131,17 @@ def execute_cell(
     timings["data_s"] = round(time.perf_counter() - tick, 3)
 
     tick = time.perf_counter()
-    with phase("train"):
-        trainer = train(cfg, method, seed, train_set, device, cell_dir, progress, force=options.force)
+    with phase("train", ("train.batch_size", cfg.train.batch_size)):
+        trainer, resumed_from = train(cfg, method, seed, train_set, device, cell_dir, progress,
+                                      force=options.force)
     timings["train_s"] = round(time.perf_counter() - tick, 3)
 
     tick = time.perf_counter()
-    with phase("eval"):
+    with phase("eval", ("eval.batch_size", cfg.eval.batch_size)):
         evaluation = evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, progress)
     timings["eval_s"] = round(time.perf_counter() - tick, 3)
+    if evaluation is None:  # not rank 0: rank 0 computed the metrics and writes the record
+        return {"timings": timings}
 
     protocol = {
         "resolution": list(cfg.dataset.resolution),
@@ -127,6 +164,7 @@ def execute_cell(
         "metrics": {name: result.to_dict() for name, result in evaluation["metrics"].items()},
         "timings": timings,
         "artifacts": evaluation["artifacts"],
+        "training": {"resumed_from": resumed_from},
     }
 
 
@@ -134,7 +172,10 @@ def execute_cell(
 # Training with checkpoints
 # ---------------------------------------------------------------------------------------------
 def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: Path, progress, force: bool = False):
-    """Build the trainer, resume from the cell's checkpoint if there is one, train to the end."""
+    """Build the trainer, resume from the cell's checkpoint if there is one, train to the end.
+
+    Returns the trainer and where it resumed (``{"stage", "step"}`` of the checkpoint, or None).
+    """
     from bench.training import Trainer
 
     sample = train_set[0]
@@ -144,10 +185,14 @@ def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: 
     trainer = Trainer(cfg, method, train_set, device, seed, num_sources=num_sources,
                       structure_channels=structure_channels)
     checkpoint_path = cell_dir / "checkpoint.pt"
-    if force and checkpoint_path.exists():  # --force retrains from scratch
-        checkpoint_path.unlink()
+    if force and distributed.is_main():  # --force retrains from scratch
+        checkpoint_path.unlink(missing_ok=True)
+    distributed.barrier()  # no rank may load a checkpoint that rank 0 is deleting
+    resumed_from = None
     if checkpoint_path.exists():
-        trainer.load_state_dict(load_checkpoint(checkpoint_path, map_location=device))
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        trainer.load_state_dict(state)
+        resumed_from = {"stage": state["stage"], "step": state["step"]}
     total = (cfg.train.stage1_steps if trainer.two_stage else 0) + cfg.train.stage2_steps
     every = max(1, cfg.train.checkpoint_every)
 
@@ -156,11 +201,11 @@ def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: 
         if progress is not None:
             progress(f"train {method}", done, total)
         stage_end = step == (cfg.train.stage1_steps if stage == 1 else cfg.train.stage2_steps)
-        if step % every == 0 or stage_end:
+        if (step % every == 0 or stage_end) and distributed.is_main():
             save_checkpoint(trainer.state_dict(), checkpoint_path)
 
     trainer.run(on_step=on_step)
-    return trainer
+    return trainer, resumed_from
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,44 +233,55 @@ def _reference_subset(reference, size: int | None):
     return Subset(reference, indices)
 
 
-def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, progress) -> dict[str, Any]:
-    """Generate the test outputs, save them, compute the metrics and the report samples."""
+def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, progress) -> dict[str, Any] | None:
+    """Generate the test outputs, save them, compute the metrics and the report samples.
+
+    Each rank generates its shard of the test set; rank 0 gathers the uint8 images, writes them and
+    computes the metrics on the full set.  The other ranks return None.
+    """
     from bench.metrics.evaluate import evaluate
     from bench.samples import write_pair_samples, write_video_samples
 
     out_dir = Path(options.work_dir) / "cells" / key / "outputs"
     samples_dir = Path(options.results_dir) / "samples" / key
     fmt = cfg.eval.output_format
-    fakes, reals, artifacts = [], [], {}
-    limit = cfg.eval.num_images
+    limit = len(test_set)  # eval.num_images caps pair samples; videos are all animated
+    if cfg.kind not in VIDEO_KINDS and cfg.eval.num_images is not None:
+        limit = min(cfg.eval.num_images, limit)
+    indices = distributed.shard(list(range(limit)))
+    generated: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []  # (fake, real, names), uint8
     if cfg.kind in VIDEO_KINDS:
         videos = []
-        for index in range(len(test_set)):
+        for done, index in enumerate(indices, start=1):
             video = test_set[index]
-            generated = trainer.generate_video(video["frames"], video["structures"])
+            images = trainer.generate_video(video["frames"], video["structures"])
             names = [f"{video['name']}_{stem}" for stem in video["frame_names"]]
-            fakes.append(_write_outputs(to_uint8(generated), names, out_dir, fmt))
-            reals.append(to_uint8(video["frames"]))
-            videos.append((video, generated))
+            generated.append((to_uint8(images), to_uint8(video["frames"]), names))
+            if len(videos) < 2:
+                videos.append((video, images))
             if progress is not None:
-                progress("generate", index + 1, len(test_set))
-        artifacts = write_video_samples(videos[: max(1, min(2, len(videos)))], samples_dir, options.results_dir)
+                progress("generate", done, len(indices))
     else:
-        loader = DataLoader(test_set, batch_size=cfg.eval.batch_size, shuffle=False)
+        loader = DataLoader(Subset(test_set, indices), batch_size=cfg.eval.batch_size, shuffle=False)
         done, sample_batches = 0, []
         for batch in loader:
-            if limit is not None and done >= limit:
-                break
             images, plan = trainer.generate_with_plan(batch)
-            keep = len(images) if limit is None else min(len(images), limit - done)
-            fakes.append(_write_outputs(to_uint8(images[:keep]), list(batch["name"][:keep]), out_dir, fmt))
-            reals.append(to_uint8(batch["target_image"][:keep]))
+            generated.append((to_uint8(images), to_uint8(batch["target_image"]), list(batch["name"])))
             if sum(len(b["name"]) for b, _, _ in sample_batches) < cfg.eval.report_samples:
                 sample_batches.append((batch, images, plan))
-            done += keep
+            done += len(images)
             if progress is not None:
-                progress("generate", done, min(limit or len(test_set), len(test_set)))
+                progress("generate", done, len(indices))
+    shards = distributed.gather_to_main(generated)
+    if shards is None:
+        return None
+    if cfg.kind in VIDEO_KINDS:
+        artifacts = write_video_samples(videos, samples_dir, options.results_dir)
+    else:
         artifacts = write_pair_samples(sample_batches, cfg.eval.report_samples, samples_dir, options.results_dir)
+    parts = [part for rank_parts in shards for part in rank_parts]
+    fakes = [_write_outputs(fake, names, out_dir, fmt) for fake, _, names in parts]
+    reals = [real for _, real, _ in parts]
     fake = torch.cat(fakes) if fakes else torch.zeros(0, 3, *cfg.dataset.resolution, dtype=torch.uint8)
     real = torch.cat(reals) if reals else fake.clone()
 

@@ -121,9 +121,18 @@ def _summary(records: list[dict]) -> Table:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from bench import distributed
     from bench.records import RecordStore
     from bench.runner import RunOptions, expand_cells
     from bench.taskspec import task_tags
+
+    if distributed.world_size() > 1 and (args.executor != "local" or args.jobs != 1):
+        raise ConfigError(
+            f"under torchrun (WORLD_SIZE={distributed.world_size()}) cells run one after another in the "
+            f"torchrun processes: use --executor local --jobs 1, not --executor {args.executor} --jobs {args.jobs}"
+        )
+    distributed.init_from_env()
+    console.quiet = not distributed.is_main()  # one rank reports
 
     tasks = args.tasks or [name for name in TASKS.names() if "embedded" in task_tags(name)]
     for name in tasks:
@@ -137,7 +146,7 @@ def command_run(args: argparse.Namespace) -> int:
                          plugins=list(args.plugin))
     store = RecordStore(args.results_dir)
     done = set() if args.force else store.completed()
-    todo = [cell for cell in cells if cell.key() not in done]
+    todo = distributed.broadcast_from_main([cell for cell in cells if cell.key() not in done])
     skipped = len(cells) - len(todo)
     console.print(f"[bold]warpbench[/]: {len(cells)} cell(s), {skipped} already recorded (skipped), "
                   f"{len(todo)} to run with the {args.executor!r} executor")
@@ -148,7 +157,7 @@ def command_run(args: argparse.Namespace) -> int:
         records = executor.run(todo, options, _progress_factory(progress))
     if records:
         console.print(_summary(records))
-    if not args.no_leaderboard:
+    if not args.no_leaderboard and distributed.is_main():
         from bench.leaderboard import write_leaderboards
 
         for path in write_leaderboards(args.results_dir):
@@ -156,6 +165,7 @@ def command_run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         console.print(f"[yellow]{len(failed)} cell(s) did not succeed; their errors are in the records[/]")
+    distributed.shutdown()
     return 0
 
 

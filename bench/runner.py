@@ -3,7 +3,8 @@
 A cell is the unit of work and of idempotence: it prepares and checks its data, trains its method,
 generates the test outputs, computes the metrics and appends exactly one record.  A cell whose
 newest record succeeded is skipped (``--force`` reruns it).  A failing cell records its error
-(phase, type, message, traceback) and the run goes on with the other cells.
+(phase, type, message, traceback) and the run goes on with the other cells.  Under torchrun every
+rank runs the cell, but only rank 0 takes its lock and appends its record (``bench.distributed``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bench import distributed
 from bench.cell import CellFailure, execute_cell
 from bench.config import TaskConfig, to_dict
 from bench.records import CellBusyError, RecordStore
@@ -135,8 +137,8 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
         record["config"] = to_dict(cfg)
         if options.device:
             cfg.train.device = options.device
-        device = resolve_device(cfg.train.device)
-        with store.cell_lock(key):
+        device = distributed.rank_device(resolve_device(cfg.train.device))
+        with distributed.main_decides(lambda: store.cell_lock(key)):
             outcome = execute_cell(cfg, cell.method, cell.seed, key, options, device, progress)
         record.update(status="ok", **outcome)
     except CellBusyError as exc:  # another runner has it: not an outcome of this cell, so no record
@@ -160,7 +162,8 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
         }
     record["timings"]["total_s"] = round(time.perf_counter() - started, 3)
     record["environment"] = environment(device)
-    store.append(record)
+    if distributed.is_main():
+        store.append(record)
     return record
 
 

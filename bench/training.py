@@ -19,6 +19,9 @@ Resuming: :meth:`Trainer.state_dict` holds the models, optimisers, stage, step, 
 Batches come in a seeded order that depends only on (seed, epoch), so a resumed run continues with
 exactly the batches and random numbers of an uninterrupted one (bit-identical on CPU; with
 ``num_workers > 0`` as long as the dataset's randomness does not depend on worker RNG streams).
+
+Under torchrun each rank trains on its shard of every global batch, gradients are averaged over the
+ranks before every optimiser step, and the NaN/Inf check agrees across ranks (``bench.distributed``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bench import losses
+from bench import distributed, losses
 from bench.config import TaskConfig
 from bench.models.discriminator import ResDiscriminator
 from bench.models.generator import Generator, build_generator
@@ -186,7 +189,9 @@ class Trainer:
         size = len(self.train_set)  # type: ignore[arg-type]
         while True:
             if self._iterator is None:
-                batches = epoch_batches(size, self.cfg.train.batch_size, self.seed, self.epoch)
+                batches = distributed.shard_batches(
+                    epoch_batches(size, self.cfg.train.batch_size, self.seed, self.epoch), self.cfg.train.batch_size
+                )
                 loader = DataLoader(
                     self.train_set,
                     batch_sampler=batches[self.batches_taken :],
@@ -210,9 +215,18 @@ class Trainer:
         enabled = self.cfg.train.amp and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _check(self, term: str, value: torch.Tensor) -> None:
-        if not torch.isfinite(value).all():
-            raise NonFiniteLossError(self.stage, self.step + 1, term, float(value.detach().float().sum()))
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        """Raise NonFiniteLossError for the first term that is NaN or infinite on any rank."""
+        values = torch.stack([value.detach().float().sum() for value in terms.values()])
+        bad = distributed.any_rank(~torch.isfinite(values))
+        for term, value, flag in zip(terms, values.tolist(), bad.tolist()):
+            if flag:
+                raise NonFiniteLossError(self.stage, self.step + 1, term, value)
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Average the gradients of the optimiser's parameters over the ranks, then step."""
+        distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+        optimizer.step()
 
     def _real_features(self, image: torch.Tensor, layers: set[str]) -> dict[str, torch.Tensor]:
         """VGG features of a real (or detached) image: no gradient needed."""
@@ -285,9 +299,9 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             loss = losses.lsgan_discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
-        self._check("discriminator", loss)
+        self._check_finite({"discriminator": loss})
         loss.backward()
-        optimizer.step()
+        self._optimizer_step(optimizer)
         self.discriminator.requires_grad_(False)
         return loss
 
@@ -299,18 +313,16 @@ class Trainer:
         extra: dict[str, torch.Tensor],
     ) -> dict[str, float]:
         """Weighted sum of the terms (plus already weighted extras), checked, back-propagated, stepped."""
-        for name, value in {**terms, **extra}.items():
-            self._check(name, value)
         total = sum(weights[name] * value for name, value in terms.items()) + sum(extra.values())
         if not isinstance(total, torch.Tensor):
             raise ValueError(
                 f"stage {self.stage}: no loss term applies (weights {weights}, warper "
                 f"{self.warper_name!r}); check train.stage{self.stage}_weights"
             )
-        self._check("total", total)
+        self._check_finite({**terms, **extra, "total": total})
         self.generator.zero_grad(set_to_none=True)
         total.backward()
-        self.optimizers[optimizer_name].step()
+        self._optimizer_step(self.optimizers[optimizer_name])
         values = {name: float(value.detach()) for name, value in {**terms, **extra}.items()}
         values["total"] = float(total.detach())
         return values

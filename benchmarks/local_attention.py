@@ -102,8 +102,8 @@ def interleaved_best(runs: dict[str, Callable[[], object]], device: torch.device
     return best
 
 
-def measure_times(case: Case, device: torch.device, repeats: int) -> tuple[float, float, float]:
-    """(fast, tiled, floor) seconds for one forward+backward at this size."""
+def measure_times(case: Case, device: torch.device, repeats: int) -> tuple[float, float, float, float]:
+    """(fast, tiled, floor) seconds for one forward+backward at this size, and the matmul FLOP/s."""
     module, inputs = make_inputs(case, device)
     # The patch FC layer's forward as one matmul: (B h w, 2C k^2) x (2C k^2, hidden).
     rows, inner = case.batch * case.size**2, 2 * case.channels * case.kernel_size**2
@@ -115,7 +115,7 @@ def measure_times(case: Case, device: torch.device, repeats: int) -> tuple[float
         "matmul": lambda: torch.mm(left, right),
     }, device, repeats)
     flops_per_second = 2 * rows * inner * HIDDEN / times["matmul"]
-    return times["fast"], times["tiled"], case.fc_flops() / flops_per_second
+    return times["fast"], times["tiled"], case.fc_flops() / flops_per_second, flops_per_second
 
 
 def peak_bytes(variant: str, case: Case, device: torch.device) -> int:
@@ -187,22 +187,23 @@ def report(device: torch.device, quick: bool, repeats: int) -> None:
     print(f"device {device}; times: forward+backward, best of {repeats}, variants interleaved; "
           f"memory: {memory_method}\n")
     header = (f"{'case':<30} {'fast s':>8} {'tiled s':>8} {'floor s':>8} {'fast/floor':>10} {'tiled/floor':>11} "
-              f"{'tiled/fast':>10} {'patch MB':>9} {'fast mem':>9} {'tiled mem':>9}")
+              f"{'tiled/fast':>10} {'mm GFLOP/s':>10} {'patch MB':>9} {'fast mem':>9} {'tiled mem':>9}")
     print(header)
     print("-" * len(header))
     for case in cases_for(device, quick):
-        fast, tiled, floor = measure_times(case, device, repeats)
+        fast, tiled, floor, matmul_flops = measure_times(case, device, repeats)
         patch = case.patch_bytes()
         fast_mem, tiled_mem = (peak_bytes(v, case, device) / patch for v in ("fast", "tiled"))
-        print(f"{case.label:<30} {fast:8.3f} {tiled:8.3f} {floor:8.3f} {fast / floor:10.2f} {tiled / floor:11.2f} "
-              f"{tiled / fast:10.2f} {patch / 2**20:9.1f} {fast_mem:8.2f}x {tiled_mem:8.2f}x")
+        print(f"{case.label:<30} {fast:8.3f} {tiled:8.3f} {floor:8.3f} {fast / floor:10.2f} "
+              f"{tiled / floor:11.2f} {tiled / fast:10.2f} {matmul_flops / 1e9:10.1f} {patch / 2**20:9.1f} "
+              f"{fast_mem:8.2f}x {tiled_mem:8.2f}x")
     print("\n(mem columns: peak memory / patch tensor; targets: fast/floor <= 2, tiled/fast >= 4, fast mem <= 1.5x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions; the best is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-probe", nargs=5, metavar=("VARIANT", "B", "C", "SIZE", "K"),

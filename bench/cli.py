@@ -162,9 +162,12 @@ def command_run(args: argparse.Namespace) -> int:
 
         for path in write_leaderboards(args.results_dir):
             console.print(f"wrote {path}")
-    failed = [r for r in records if r["status"] != "ok"]
+    failed = [r for r in records if r["status"] == "failed"]
     if failed:
         console.print(f"[yellow]{len(failed)} cell(s) did not succeed; their errors are in the records[/]")
+    busy = [r for r in records if r["status"] == "busy"]
+    if busy:
+        console.print(f"[yellow]{len(busy)} cell(s) skipped: another runner is running or has recorded them[/]")
     distributed.shutdown()
     return 0
 

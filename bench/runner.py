@@ -14,7 +14,8 @@ import json
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,6 +105,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@contextmanager
+def claim_cell(store: RecordStore, key: str, force: bool) -> Iterator[None]:
+    """Hold the cell's lock; CellBusyError if another runner holds it, or recorded it since this run
+    listed the cells to do (so a cell is never run twice, at once or one after the other)."""
+    with store.cell_lock(key):
+        if not force and key in store.completed():
+            raise CellBusyError(f"cell {key} was recorded by another runner meanwhile")
+        yield
+
+
 def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
     """Run one cell and append its record; returns the record (errors are recorded, not raised)."""
     from bench.provenance import environment
@@ -138,7 +149,7 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
         if options.device:
             cfg.train.device = options.device
         device = distributed.rank_device(resolve_device(cfg.train.device))
-        with distributed.main_decides(lambda: store.cell_lock(key)):
+        with distributed.main_decides(lambda: claim_cell(store, key, options.force)):
             outcome = execute_cell(cfg, cell.method, cell.seed, key, options, device, progress)
         record.update(status="ok", **outcome)
     except CellBusyError as exc:  # another runner has it: not an outcome of this cell, so no record

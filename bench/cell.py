@@ -193,6 +193,11 @@ def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: 
         state = load_checkpoint(checkpoint_path, map_location=device)
         trainer.load_state_dict(state)
         resumed_from = {"stage": state["stage"], "step": state["step"]}
+    if distributed.any_rank(torch.tensor([distributed.broadcast_from_main(resumed_from) != resumed_from])).item():
+        raise RuntimeError(
+            f"the ranks found different checkpoints at {checkpoint_path} (rank {distributed.rank()}: "
+            f"{resumed_from}); every node must see the same --work-dir"
+        )
     total = (cfg.train.stage1_steps if trainer.two_stage else 0) + cfg.train.stage2_steps
     every = max(1, cfg.train.checkpoint_every)
 

@@ -27,6 +27,8 @@ Design (who does what):
 * Rank 0 prepares synthetic data first while the others wait (:func:`main_first`), then they find
   it in the cache.  Only rank 0 takes the cell lock, writes checkpoints, generated images, records
   and leaderboards; the lock's outcome is broadcast (:func:`main_decides`).
+* Every rank resumes from the cell's checkpoint in ``--work-dir`` (which all nodes must share);
+  ranks that found different checkpoints refuse to train.
 * Evaluation: each rank generates a contiguous shard of the test set (:func:`shard`); the uint8
   outputs and ground truths are gathered on rank 0 (:func:`gather_to_main`), which computes every
   metric once on the full set (FID is never averaged over ranks).

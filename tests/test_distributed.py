@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from cli_runs import bench_args, metric_values, records, run_bench
-from gfla_tiny import ShiftedTextures, tiny_config
 
 from bench import distributed
 from bench.cli import main
 from bench.training import Trainer
+from cli_runs import bench_args, metric_values, records, run_bench
+from gfla_tiny import ShiftedTextures, tiny_config
 
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 

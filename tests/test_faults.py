@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import bench_args, records, run_bench, start_bench
 
 from bench.checkpoint import load_checkpoint
 from bench.cli import main
 from bench.records import RecordStore
 from bench.runner import Cell
 from bench.training import Trainer
+from cli_runs import bench_args, records, run_bench, start_bench
 
 POISONED_WARPERS = textwrap.dedent('''
     import torch

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fake_results import PROTOCOL, failure, metric, record, write_records, write_samples
 
 from bench.leaderboard import (
     build_tables,
@@ -27,6 +26,7 @@ from bench.leaderboard import (
 )
 from bench.records import RecordsError
 from bench.registry import METRICS
+from fake_results import PROTOCOL, failure, metric, record, write_records, write_samples
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.html")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from gfla_tiny import SIZE, STRUCTURE_CHANNELS, tiny_config
 
 from bench.config import TaskConfig
 from bench.models.discriminator import ResDiscriminator
@@ -12,6 +11,7 @@ from bench.models.flow_net import FlowEstimator
 from bench.models.generator import build_generator, make_warp_setup
 from bench.models.vgg import WEIGHTS_FILE, VGG19Features
 from bench.warp import WarpInputs
+from gfla_tiny import SIZE, STRUCTURE_CHANNELS, tiny_config
 
 
 def inputs(num_sources: int, batch: int = 2, seed: int = 0) -> WarpInputs:

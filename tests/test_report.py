@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fake_results import failure, metric, record, write_records, write_samples
 from PIL import Image
 
 from bench.leaderboard import write_leaderboards
+from fake_results import failure, metric, record, write_records, write_samples
 
 
 class _Collector(HTMLParser):

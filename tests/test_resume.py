@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import bench_args, metric_values, records, run_bench, start_bench
 
 from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.cli import main
 from bench.runner import Cell
+from cli_runs import bench_args, metric_values, records, run_bench, start_bench
 
 STEPS, EVERY = 16, 4  # stage 2 steps and checkpoint interval: a few seconds of training
 OVERRIDES = ("--set", f"train.stage2_steps={STEPS}", "--set", f"train.checkpoint_every={EVERY}")

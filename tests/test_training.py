@@ -6,10 +6,10 @@ import io
 
 import pytest
 import torch
-from gfla_tiny import SIZE, DriftingClips, ShiftedTextures, tiny_config
 
 from bench import losses
 from bench.training import NonFiniteLossError, Trainer
+from gfla_tiny import SIZE, DriftingClips, ShiftedTextures, tiny_config
 
 
 def collect(trainer: Trainer, **kwargs) -> list[tuple[int, int, dict[str, float]]]:

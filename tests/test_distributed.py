@@ -102,9 +102,11 @@ def test_sharded_step_leaves_ranks_identical_and_equal_to_the_global_batch(tmp_p
                                                            *fresh.discriminator.parameters()]])
     assert not torch.equal(single, before)  # the steps moved the parameters
     # Equal to one process on the global batch up to rounding, which Adam's first step (about
-    # lr * sign(grad)) amplifies on a few near-zero gradients; unsynchronised ranks would differ by ~lr.
-    assert torch.allclose(ranks[0]["params"], single, atol=cfg.train.lr / 5)
-    assert (ranks[0]["params"] - single).abs().gt(1e-6).float().mean() < 0.01
+    # lr * sign(grad), so at most 2 lr apart) amplifies on a few near-zero gradients whose sign the
+    # summation order can flip; unsynchronised ranks would differ by about lr almost everywhere.
+    difference = (ranks[0]["params"] - single).abs()
+    assert difference.max() <= 2 * cfg.train.lr * 1.001
+    assert difference.gt(1e-6).float().mean() < 0.01
 
 
 def test_shards_cover_items_in_order_and_batch_size_must_divide(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,15 +18,25 @@ are tiled to (21, H, W)).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from bench.config import TaskConfig
+from bench.config import ConfigError, TaskConfig
 
 Progress = Callable[[str, int, int], None]  # (description, done, total) -> None
+
+
+def reject_unknown_keys(given: Mapping, known: Iterable[str], section: str, owner: str) -> None:
+    """Fail naming every key of ``section`` (e.g. ``dataset.synthetic``) that ``owner`` does not read."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{section}: unknown key(s) {', '.join(unknown)} for {owner}; valid keys: {', '.join(known) or '(none)'}"
+        )
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
-from bench.data.base import DatasetSpec, Problem, Progress
+from bench.data.base import DatasetSpec, Problem, Progress, reject_unknown_keys
 from bench.data.face_landmarks import KEYPOINT_DIR_NAMES, keypoint_dir, parse_landmarks, read_landmarks
 from bench.data.face_structure import face_structure
 from bench.data.faces import PHASES, prepare_synthetic_faces
@@ -147,11 +147,7 @@ def _resolution(cfg: TaskConfig) -> tuple[int, int]:
 
 
 def _options(cfg: TaskConfig) -> dict:
-    unknown = sorted(set(cfg.dataset.options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"unknown key dataset.options.{unknown[0]} for face datasets; known keys: {', '.join(OPTIONS)}"
-        )
+    reject_unknown_keys(cfg.dataset.options, OPTIONS, "dataset.options", "face datasets")
     options = {**OPTIONS, **cfg.dataset.options}
     frames = options["test_frames"]
     if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):

@@ -32,7 +32,7 @@ from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from bench.config import ConfigError, TaskConfig
-from bench.data.base import Progress
+from bench.data.base import Progress, reject_unknown_keys
 from bench.data.face_landmarks import (
     INNER_LIPS,
     LEFT_BROW,
@@ -70,13 +70,7 @@ class FaceGeneratorParams:
     def from_config(cls, cfg: TaskConfig) -> FaceGeneratorParams:
         """Read ``dataset.synthetic`` (resolution defaults to ``dataset.resolution``)."""
         given = dict(cfg.dataset.synthetic)
-        known = {"resolution", *_DEFAULTS}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown key dataset.synthetic.{unknown[0]} for synthetic_faces; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(given, {"resolution", *_DEFAULTS}, "dataset.synthetic", "synthetic_faces")
         values = {**_DEFAULTS, "resolution": cfg.dataset.resolution, **given}
         resolution = values["resolution"]
         if isinstance(resolution, int):

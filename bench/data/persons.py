@@ -37,7 +37,7 @@ from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from bench.config import ConfigError, TaskConfig
-from bench.data.base import Progress
+from bench.data.base import Progress, reject_unknown_keys
 from bench.data.heatmaps import MISSING, NUM_KEYPOINTS
 
 PARAMS_FILE = "params.json"
@@ -109,14 +109,8 @@ class PersonsParams:
     @classmethod
     def from_config(cls, cfg: TaskConfig) -> PersonsParams:
         """Read ``cfg.dataset.synthetic``; the resolution defaults to ``cfg.dataset.resolution``."""
-        known = {f.name for f in fields(cls)}
         given = dict(cfg.dataset.synthetic)
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"dataset.synthetic: unknown key(s) {', '.join(unknown)} for synthetic_persons; "
-                f"valid keys: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(given, (f.name for f in fields(cls)), "dataset.synthetic", "synthetic_persons")
         given.setdefault("resolution", list(cfg.dataset.resolution))
         return cls(**given)
 

@@ -36,7 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
-from bench.data.base import DatasetSpec, Problem, Progress
+from bench.data.base import DatasetSpec, Problem, Progress, reject_unknown_keys
 from bench.registry import DATASETS
 
 CATEGORIES = ("car", "chair")
@@ -377,9 +377,7 @@ class ShapeNetViews(DatasetSpec):
 
     def category(self, cfg: TaskConfig) -> str:
         options = dict(cfg.dataset.options)
-        unknown = sorted(set(options) - {"category"})
-        if unknown:
-            raise ConfigError(f"dataset.options: unknown key(s) {', '.join(unknown)}; valid keys: category")
+        reject_unknown_keys(options, ["category"], "dataset.options", self.name)
         category = options.get("category", "chair")
         if category not in CATEGORIES:
             raise ConfigError(f"dataset.options.category: expected one of {', '.join(CATEGORIES)}, got {category!r}")

@@ -33,7 +33,7 @@ from filelock import FileLock
 from scipy import ndimage
 
 from bench.config import ConfigError, TaskConfig
-from bench.data.base import Progress
+from bench.data.base import Progress, reject_unknown_keys
 from bench.data.shapenet import (
     CATEGORIES,
     GRID,
@@ -82,14 +82,8 @@ class ShapesParams:
     @classmethod
     def from_config(cls, cfg: TaskConfig) -> ShapesParams:
         """Read ``cfg.dataset.synthetic``; the render size defaults to the larger configured side."""
-        known = {f.name for f in fields(cls)}
         given = dict(cfg.dataset.synthetic)
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"dataset.synthetic: unknown key(s) {', '.join(unknown)} for synthetic_shapes; "
-                f"valid keys: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(given, (f.name for f in fields(cls)), "dataset.synthetic", "synthetic_shapes")
         resolution = given.get("resolution", max(cfg.dataset.resolution))
         if isinstance(resolution, list):  # [H, W] as written in task YAMLs; renders are square
             if len(resolution) != 2 or resolution[0] != resolution[1]:

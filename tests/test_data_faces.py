@@ -119,7 +119,7 @@ def test_identities_differ_and_template_is_symmetric():
 
 
 def test_generator_parameters_are_validated():
-    with pytest.raises(ConfigError, match="dataset.synthetic.videos"):
+    with pytest.raises(ConfigError, match=r"dataset.synthetic: unknown key\(s\) videos"):
         FaceGeneratorParams.from_config(_config(synthetic={**TINY, "videos": 3}))
     with pytest.raises(ConfigError, match="dataset.synthetic.frames_per_video"):
         FaceGeneratorParams.from_config(_config(synthetic={**TINY, "frames_per_video": 0}))
@@ -191,7 +191,7 @@ def test_loader_configuration_errors(tmp_path):
     _write_fixture(tmp_path)
     with pytest.raises(ConfigError, match="dataset.structure"):
         FaceForensicsSpec().test_set(tmp_path, _config(structure="heatmaps"))
-    with pytest.raises(ConfigError, match="dataset.options.crop"):
+    with pytest.raises(ConfigError, match=r"dataset.options: unknown key\(s\) crop"):
         FaceForensicsSpec().test_set(tmp_path, _config(options={"crop": True}))
     with pytest.raises(ConfigError, match="dataset.root"):
         FaceForensicsSpec().prepare(_config(), tmp_path)

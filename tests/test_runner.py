@@ -27,9 +27,11 @@ def _run(tmp_path, *extra):
     ])
 
 
-@pytest.fixture()
-def broken_plugin(tmp_path):
-    path = tmp_path / "broken_warper.py"
+@pytest.fixture(scope="module")
+def broken_plugin(tmp_path_factory):
+    # one file for the module: these tests run in one process, where a second file registering the
+    # same warper name is (rightly) a duplicate-registration error
+    path = tmp_path_factory.mktemp("plugin") / "broken_warper.py"
     path.write_text(BROKEN_WARPER)
     return path
 
@@ -72,8 +74,8 @@ def test_failing_cell_is_recorded_and_others_still_run(tmp_path, broken_plugin):
 
 
 def test_failed_cells_are_retried_on_the_next_run(tmp_path, broken_plugin):
-    _run(tmp_path, "--plugin", str(broken_plugin), "--methods", "explodes_in_forward")
-    _run(tmp_path, "--plugin", str(broken_plugin), "--methods", "explodes_in_forward")
+    assert _run(tmp_path, "--plugin", str(broken_plugin), "--methods", "explodes_in_forward") == 0
+    assert _run(tmp_path, "--plugin", str(broken_plugin), "--methods", "explodes_in_forward") == 0
     statuses = [r["status"] for r in RecordStore(tmp_path / "results").read()]
     assert statuses == ["failed", "failed"]
 

@@ -6,8 +6,10 @@ not installed and cannot be); .ci/run installs them.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,16 +20,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+def cluster():
+    # Not under pytest's basetemp: pytest makes it private to its user (0700), and mariadbd and
+    # munged run as their own users, who must reach their directories below the cluster root.
+    root = Path(tempfile.mkdtemp(prefix="warpbench-slurm-"))
+    cluster = SlurmCluster(root)
     try:
         cluster.start()
     except ClusterUnavailable as exc:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
         print(f"SLURM test skipped: {exc}")
         pytest.skip(f"SLURM cannot start here: {exc}")
     yield cluster
     cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow

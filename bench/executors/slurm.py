@@ -68,8 +68,11 @@ class SlurmExecutor(Executor):
         import submitit
 
         folder = Path(options.work_dir) / "slurm" / "%j"
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(**self.resources_for(cells))
+        resources = self.resources_for(cells)
+        # submitit takes the requeue limit when the executor is made, not as a job parameter
+        requeues = resources.pop("slurm_max_num_timeout")
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=requeues)
+        executor.update_parameters(**resources)
         jobs = executor.map_array(CellJob(list(options.plugins)), cells, [options] * len(cells))
         records = []
         for cell, job in zip(cells, jobs):

@@ -227,7 +227,7 @@ def _write_outputs(images: torch.Tensor, names: list[str], out_dir: Path, fmt: s
     for image, name in zip(images, names):
         path = out_dir / f"{name}.{fmt}"
         _save_image(image.permute(1, 2, 0).numpy(), path, fmt)
-        back.append(torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1))
+        back.append(torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1))
     return torch.stack(back)
 
 
@@ -297,7 +297,7 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
     ctx = EvalContext(
         reference=reference,
         reference_name=f"{cfg.dataset.name}/{cfg.eval.fid_reference}",
-        cache_dir=Path(options.data_root) / "cache" / "reference_stats",
+        cache_dir=Path(options.data_root) / "cache",
         device=device,
         batch_size=cfg.eval.batch_size,
         options={**to_dict(cfg.eval), "weights_dir": str(options.weights_dir) if options.weights_dir else None},

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run benchmark cells (task x method x seed) and regenerate tables")
     _paths(run)
     run.add_argument("--tasks", type=_csv, default=None,
-                     help="comma-separated task names (default: the embedded suite, tasks tagged 'embedded')")
+                     help="comma-separated task names or kinds (a kind such as pose_transfer: its embedded tasks; "
+                          "default: the embedded suite, tasks tagged 'embedded')")
     run.add_argument("--methods", type=_csv, default=None, help="comma-separated warpers (default: all five)")
     run.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None,
                      help="comma-separated seeds (default: the task's seeds)")
@@ -124,7 +125,7 @@ def command_run(args: argparse.Namespace) -> int:
     from bench import distributed
     from bench.records import RecordStore
     from bench.runner import RunOptions, expand_cells
-    from bench.taskspec import task_tags
+    from bench.taskspec import select_tasks
 
     if distributed.world_size() > 1 and (args.executor != "local" or args.jobs != 1):
         raise ConfigError(
@@ -134,9 +135,7 @@ def command_run(args: argparse.Namespace) -> int:
     distributed.init_from_env()
     console.quiet = not distributed.is_main()  # one rank reports
 
-    tasks = args.tasks or [name for name in TASKS.names() if "embedded" in task_tags(name)]
-    for name in tasks:
-        TASKS.get(name)  # unknown task names fail here, with the closest match
+    tasks = select_tasks(args.tasks)  # unknown task names fail here, with the closest match
     for name in args.methods or []:
         if name not in WARPERS:  # unknown names fail at once; a broken plugin fails only its own cells
             WARPERS.get(name)

@@ -36,5 +36,24 @@ def task_tags(name: str) -> list[str]:
     return list(read_yaml(TASKS.get(name)).get("tags", []) or [])
 
 
+def select_tasks(selection: list[str] | None) -> list[str]:
+    """Task names for ``--tasks``: names as given, and a task kind (``pose_transfer``,
+    ``face_animation``, ``view_synthesis``) stands for the embedded tasks of that kind.  No selection
+    means the embedded suite.  An unknown entry fails with the closest task name."""
+    embedded = [name for name in TASKS.names() if "embedded" in task_tags(name)]
+    if not selection:
+        return embedded
+    chosen: list[str] = []
+    for entry in selection:
+        if entry in TASKS:
+            names = [entry]
+        else:
+            names = [name for name in embedded if read_yaml(TASKS.get(name)).get("kind") == entry]
+            if not names:
+                TASKS.get(entry)  # raises: unknown, with the known names and the closest match
+        chosen += [name for name in names if name not in chosen]
+    return chosen
+
+
 for _path in sorted(tasks_dir().glob("*.yaml")):
     TASKS.add(_path.stem, _path)

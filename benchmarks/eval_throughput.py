@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -25,6 +24,7 @@ from bench.metrics.fid import frechet_distance_fast
 from bench.metrics.inception import WeightsUnavailable, compute_features, load_inception, resolve_inception
 from bench.metrics.reference import gaussian_statistics
 from bench.registry import METRICS
+from machine import describe
 
 
 def best_rate(run: Callable[[], object], count: int, repeats: int) -> float:
@@ -49,13 +49,6 @@ def interleaved(configs: dict[str, Callable[[], object]], count: int, rounds: in
             cpu_ms = 1000 * (time.process_time() - cpu) / count
             best[name] = (max(best[name][0], rate), min(best[name][1], cpu_ms))
     return best
-
-
-def machine_info() -> None:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
-    print(f"cpus: {os.cpu_count()}, load average: {load}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"cuda: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available'}")
 
 
 def inception_throughput(images: torch.Tensor, repeats: int, device: str) -> None:
@@ -133,7 +126,7 @@ def main() -> None:
     parser.add_argument("--skip-inception", action="store_true")
     args = parser.parse_args()
 
-    machine_info()
+    print(describe(args.device))
     g = torch.Generator().manual_seed(0)
     size = tuple(args.resolution)
     real = torch.randint(0, 256, (args.pairs, 3, *size), dtype=torch.uint8, generator=g)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.ops import LocalAttention, tiled_local_attention
+from machine import describe
 
 HIDDEN = 128
 
@@ -158,21 +158,6 @@ def memory_probe(variant: str, case: Case) -> None:
     print((_status_kib("VmHWM") - before) * 1024)
 
 
-def machine_info(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    lines = [f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
-             f"load average {os.getloadavg()[0]:.2f}",
-             f"torch {torch.__version__}, python {platform.python_version()}"]
-    if device.type == "cuda":
-        lines.append(f"GPU: {torch.cuda.get_device_name(device)}")
-    return "\n".join(lines)
-
-
 def cases_for(device: torch.device, quick: bool) -> list[Case]:
     sizes = [Case(2, 16, 16, 5), Case(2, 32, 8, 3)] if quick else [Case(8, 128, 64, 5), Case(8, 256, 32, 3)]
     if device.type != "cuda":
@@ -181,7 +166,7 @@ def cases_for(device: torch.device, quick: bool) -> list[Case]:
 
 
 def report(device: torch.device, quick: bool, repeats: int) -> None:
-    print(machine_info(device))
+    print(describe(device))
     memory_method = ("CUDA max_memory_allocated above held memory" if device.type == "cuda"
                      else "peak-RSS growth over a warm pass, fresh subprocess per variant")
     print(f"device {device}; times: forward+backward, best of {repeats}, variants interleaved; "

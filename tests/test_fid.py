@@ -28,6 +28,7 @@ from bench.metrics.inception import (
     resolve_inception,
 )
 from bench.metrics.kid import kernel_inception_distance
+from bench.metrics.npz_cache import CacheFileError
 from bench.metrics.reference import ReferenceCacheError, cache_path, reference_statistics
 from bench.registry import METRICS
 
@@ -272,3 +273,31 @@ def test_reference_images_are_checked() -> None:
         reference_statistics([_images(1, (4, 4), 0)[0], torch.zeros(3, 4, 4)], _cheap_features([]), PROTOCOL, "x")
     with pytest.raises(ValueError, match="at least 2 images"):
         reference_statistics([_images(1, (4, 4), 0)[0]], _cheap_features([]), PROTOCOL, "x")
+
+
+def test_generated_features_are_cached_on_disk_by_content_and_checked(tmp_path, monkeypatch) -> None:
+    computed = []
+    monkeypatch.setattr(inception, "compute_features", lambda images, *a, **k: computed.append(len(images))
+                        or images.float().flatten(1)[:, :8].repeat(1, 256))
+    monkeypatch.setattr(inception, "_FEATURE_MEMO", type(inception._FEATURE_MEMO)())  # no in-process memo
+    source = resolve_inception()
+    fake = _images(3, (16, 16), 20)
+    first = inception.inception_features(fake, source, cache_dir=tmp_path)
+    [path] = tmp_path.glob("features-*.npz")
+    inception._FEATURE_MEMO.clear()
+    again = inception.inception_features(fake, source, cache_dir=tmp_path)
+    assert computed == [3] and torch.equal(first, again)  # the second call read the file
+
+    other = fake.clone()
+    other[0, 0, 0, 0] ^= 1  # one pixel differs: another key, computed afresh
+    inception.inception_features(other, source, cache_dir=tmp_path)
+    assert computed == [3, 3] and len(list(tmp_path.glob("features-*.npz"))) == 2
+
+    inception._FEATURE_MEMO.clear()
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["features"] = arrays["features"] + 1  # altered arrays under the same key
+    path.chmod(0o644)
+    np.savez(path, **arrays)
+    with pytest.raises(CacheFileError, match="arrays do not match"):
+        inception.inception_features(fake, source, cache_dir=tmp_path)

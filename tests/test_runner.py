@@ -104,3 +104,15 @@ def test_leaderboard_command_rebuilds_identical_tables(tmp_path):
     assert rebuilt == written and {"leaderboard.md", "leaderboard.csv", "leaderboard.tex"} <= set(written)
     lines = (results / "records.jsonl").read_text().splitlines()
     assert all(json.loads(line)["status"] == "ok" for line in lines)
+
+
+def test_task_selection_accepts_kinds_and_defaults_to_the_embedded_suite():
+    from bench.registry import UnknownNameError
+    from bench.taskspec import select_tasks
+
+    assert select_tasks(None) == ["face_synthetic", "pose_synthetic", "view_synthetic_chair"]
+    assert select_tasks(["pose_transfer"]) == ["pose_synthetic"]  # a kind: its embedded tasks only
+    assert select_tasks(["view_synthesis", "view_synthetic_car", "view_synthetic_chair"]) == [
+        "view_synthetic_chair", "view_synthetic_car"]
+    with pytest.raises(UnknownNameError, match="unknown task 'pose_transfr'"):
+        select_tasks(["pose_transfr"])

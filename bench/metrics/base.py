@@ -41,7 +41,7 @@ class EvalContext:
 
     reference: Any = None  # torch Dataset of uint8 (3, H, W) reference images
     reference_name: str = ""  # e.g. "synthetic_persons/train"
-    cache_dir: Any = None  # where reference statistics are cached
+    cache_dir: Any = None  # cache root: reference_stats/ and features/ (generated sets) below it
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 16
     options: dict[str, Any] = field(default_factory=dict)  # EvalConfig as a dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,13 +56,16 @@ def distribution_features(fake: torch.Tensor, ctx: EvalContext) -> DistributionF
         options.get("fid_helper_path"),
     )
     batch_size = max(1, int(ctx.batch_size))
-    fake_features = inception_features(fake, source, ctx.device, batch_size).double().numpy()
+    cache = Path(ctx.cache_dir) if ctx.cache_dir is not None else None
+    fake_features = inception_features(
+        fake, source, ctx.device, batch_size, cache / "features" if cache else None
+    ).double().numpy()
     reference = reference_statistics(
         ctx.reference,
         lambda images: compute_features(images, source, ctx.device, batch_size),
         source.protocol(),
         ctx.reference_name,
-        ctx.cache_dir,
+        cache / "reference_stats" if cache else None,
         options.get("fid_reference_size"),
         batch_size,
     )

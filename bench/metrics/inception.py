@@ -24,6 +24,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from torch import nn
 from torchvision.models.inception import BasicConv2d
 
 from bench.metrics.inputs import check_images, content_sha256
+from bench.metrics.npz_cache import key_digest, read_checked, write_once
 from bench.metrics.weight_files import find_weight_file, hash_note, sha256_file, where_to_put
 
 VARIANTS = ("pt_inception", "torchvision")
@@ -201,7 +203,9 @@ def map_fid_helper_tensors(
 def _weights_for(source: InceptionSource) -> Callable[[nn.Module], dict[str, torch.Tensor]]:
     """A function giving the state dict for the network pytorch-fid has just built."""
     if source.origin.startswith(FID_HELPER_PACKAGE):
-        torchscript_state = torch.jit.load(str(source.path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():  # the file is TorchScript: jit.load is the way to read it
+            warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=FutureWarning)
+            torchscript_state = torch.jit.load(str(source.path), map_location="cpu").state_dict()
         return functools.partial(map_fid_helper_tensors, torchscript_state)
     state = torch.load(source.path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
@@ -289,19 +293,38 @@ _FEATURE_MEMO_SIZE = 4
 _MEMO_LOCK = threading.Lock()
 
 
+def features_cache_path(cache_dir: str | Path, key: dict[str, Any]) -> Path:
+    """Where the features of the image set described by ``key`` live under ``cache_dir``."""
+    return Path(cache_dir) / f"features-{key_digest(key)[:32]}.npz"
+
+
 def inception_features(
     images: torch.Tensor,
     source: InceptionSource,
     device: torch.device | str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | Path | None = None,
 ) -> torch.Tensor:
-    """:func:`compute_features`, remembered by content hash so FID and KID of one evaluation share it."""
-    key = (content_sha256(check_images(images)), source)
+    """:func:`compute_features`, remembered by content hash so FID and KID of one evaluation share it.
+
+    With ``cache_dir`` the features are also kept on disk under a name derived from the pixels'
+    sha256 and the network's protocol, so evaluating the same images again (a re-run whose training
+    reproduced them bit for bit, a new metric, another reference size) skips the Inception pass.
+    """
+    content = content_sha256(check_images(images))
+    key = (content, source)
     with _MEMO_LOCK:
         if key in _FEATURE_MEMO:
             _FEATURE_MEMO.move_to_end(key)
             return _FEATURE_MEMO[key]
-    features = compute_features(images, source, device, batch_size)
+    disk_key = {"protocol": source.protocol(), "content_sha256": content, "shape": list(images.shape)}
+    path = features_cache_path(cache_dir, disk_key) if cache_dir is not None else None
+    if path is not None and path.exists():
+        features = torch.from_numpy(read_checked(path, disk_key, ("features",), "features")["features"])
+    else:
+        features = compute_features(images, source, device, batch_size)
+        if path is not None:
+            write_once(path, disk_key, {"features": features.numpy()}, "features")
     with _MEMO_LOCK:
         _FEATURE_MEMO[key] = features
         while len(_FEATURE_MEMO) > _FEATURE_MEMO_SIZE:

@@ -10,10 +10,6 @@ content hash or arrays disagree with what is asked raises :class:`ReferenceCache
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -25,12 +21,13 @@ import numpy as np
 import torch
 
 from bench.metrics.inputs import ContentHasher
+from bench.metrics.npz_cache import CacheFileError, canonical, key_digest, read_checked, write_once
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, 3, H, W) -> (B, D) features
 
 
-class ReferenceCacheError(RuntimeError):
-    """A cached reference file does not hold what its name promises (tampered, or another key)."""
+ReferenceCacheError = CacheFileError  # a cached reference file does not hold what its name promises
+ARRAYS = ("mu", "sigma", "features")  # in the order their hash covers them
 
 
 @dataclass
@@ -54,15 +51,6 @@ class ReferenceStatistics:
             "reference_cache": str(self.path) if self.path else None,
             "reference_cache_reused": self.reused,
         }
-
-
-def _canonical(key: dict[str, Any]) -> str:
-    return json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def key_digest(key: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a cache key."""
-    return hashlib.sha256(_canonical(key).encode()).hexdigest()
 
 
 def cache_path(cache_dir: str | Path, key: dict[str, Any]) -> Path:
@@ -125,64 +113,16 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(activations, axis=0), np.cov(activations, rowvar=False)
 
 
-def _payload_digest(mu: np.ndarray, sigma: np.ndarray, features: np.ndarray) -> str:
-    sha = hashlib.sha256()
-    for array in (mu, sigma, features):
-        array = np.ascontiguousarray(array)
-        sha.update(f"{array.dtype.str}{array.shape}".encode())
-        sha.update(memoryview(array).cast("B"))
-    return sha.hexdigest()
-
-
 def _read(path: Path, key: dict[str, Any]) -> ReferenceStatistics:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            stored_key = str(data["key"])
-            mu, sigma, features = data["mu"], data["sigma"], data["features"]
-            payload = str(data["payload_sha256"])
-    except (OSError, KeyError, ValueError) as exc:
-        raise ReferenceCacheError(
-            f"{path}: unreadable reference cache ({exc}); delete it to recompute"
-        ) from exc
-    asked = _canonical(key)
-    if stored_key != asked:
-        stored = json.loads(stored_key)
-        if stored.get("content_sha256") != key.get("content_sha256"):
-            raise ReferenceCacheError(
-                f"{path}: stores reference content sha256 {stored.get('content_sha256')}, asked for "
-                f"{key.get('content_sha256')}; the file was altered — delete it to recompute"
-            )
-        raise ReferenceCacheError(
-            f"{path}: stores key {stored_key}, asked for {asked}; delete it to recompute"
-        )
-    if _payload_digest(mu, sigma, features) != payload:
-        raise ReferenceCacheError(f"{path}: arrays do not match their stored sha256; delete it to recompute")
-    return ReferenceStatistics(mu, sigma, features, features.shape[0], key["content_sha256"], key, path, True)
+    arrays = read_checked(path, key, ARRAYS, "reference")
+    features = arrays["features"]
+    return ReferenceStatistics(
+        arrays["mu"], arrays["sigma"], features, features.shape[0], key["content_sha256"], key, path, True
+    )
 
 
 def _write_once(path: Path, stats: ReferenceStatistics) -> None:
-    """Write atomically; if another process wrote the same key first, keep (and check) its file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False)
-    try:
-        with handle:
-            np.savez(
-                handle,
-                key=np.array(_canonical(stats.key)),
-                mu=stats.mu,
-                sigma=stats.sigma,
-                features=stats.features,
-                payload_sha256=np.array(_payload_digest(stats.mu, stats.sigma, stats.features)),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o444)
-        try:
-            os.link(handle.name, path)  # fails if the file exists: never overwrite
-        except FileExistsError:
-            _read(path, stats.key)
-    finally:
-        os.unlink(handle.name)
+    write_once(path, stats.key, {"mu": stats.mu, "sigma": stats.sigma, "features": stats.features}, "reference")
 
 
 _MEMO: dict[int, tuple[weakref.ref, dict[str, ReferenceStatistics]]] = {}  # id(dataset) -> (ref, memo)
@@ -203,7 +143,7 @@ def reference_statistics(
     ``protocol`` holds exactly the fields that affect the features.  Within one process the result
     is also remembered per dataset object, so FID and KID of one evaluation read the images once.
     """
-    memo_key = _canonical({"protocol": protocol, "reference": reference_name, "limit": limit})
+    memo_key = canonical({"protocol": protocol, "reference": reference_name, "limit": limit})
     memo = _memo_for(dataset)
     if memo_key in memo:
         return memo[memo_key]

@@ -1,0 +1,91 @@
+"""One training step of each warper on the same backbone, batch and data, timed side by side (issue #9).
+
+Builds a Trainer per method from a task's profile (default: ``pose_synthetic`` at ``quick``) on the
+embedded synthetic data, warms each up, then times stage-1 steps (two-stage warpers only) and
+stage-2 steps with the methods interleaved round by round, so that load on a shared machine hits
+them alike; the best round is kept.  Prints seconds per step and the ratio to ``plain_flow``
+(target: GFLA <= 1.5x plain_flow on CPU).
+
+Run:  PYTHONPATH=. python benchmarks/train_step.py [--task pose_synthetic] [--profile quick]
+      [--methods gfla,plain_flow,none] [--set train.batch_size=8] [--steps 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from bench.registry import DATASETS
+from bench.taskspec import load_task
+from bench.training import Trainer
+from machine import describe
+
+
+def timed_steps(trainer: Trainer, steps: int) -> float:
+    """Seconds per step over ``steps`` consecutive steps of the trainer's current stage."""
+    start = time.perf_counter()
+    trainer.run(max_steps=steps)
+    return (time.perf_counter() - start) / steps
+
+
+def enter_stage(trainer: Trainer, stage: int) -> None:
+    """Place a trainer at the start of ``stage`` (stage 2: skip the rest of stage 1) and warm it up."""
+    if stage == 2 and trainer.stage == 1:
+        trainer.step = trainer.cfg.train.stage1_steps
+    trainer.run(max_steps=1)
+    assert trainer.stage == stage or not trainer.two_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="pose_synthetic")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--methods", default="gfla,plain_flow,affine_stn,nonlocal_attn,none")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--data-root", default="datasets", help="where the synthetic data is (generated if absent)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=3, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is kept")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    cfg = load_task(args.task, args.profile, args.set)
+    spec = DATASETS.get(cfg.dataset.name)
+    root = spec.prepare(cfg, Path(args.data_root))
+    train_set = spec.train_set(root, cfg, 0)
+    methods = args.methods.split(",")
+    print(describe(args.device))
+    print(f"task {args.task}, profile {args.profile}, batch {cfg.train.batch_size}, "
+          f"resolution {cfg.dataset.resolution}, overrides {args.set or 'none'}; "
+          f"{args.steps} steps per round, best of {args.rounds} interleaved rounds\n")
+
+    best: dict[tuple[str, int], float] = {}
+    for stage in (1, 2):
+        trainers = {m: Trainer(cfg, m, train_set, args.device, seed=0) for m in methods}
+        trainers = {m: t for m, t in trainers.items() if stage == 2 or t.two_stage}
+        for trainer in trainers.values():
+            enter_stage(trainer, stage)
+        for _ in range(args.rounds):
+            for method, trainer in trainers.items():
+                seconds = timed_steps(trainer, args.steps)
+                best[method, stage] = min(best.get((method, stage), float("inf")), seconds)
+
+    base = {stage: best.get(("plain_flow", stage)) for stage in (1, 2)}
+    print(f"{'method':<15} {'stage 1 s/step':>15} {'/plain_flow':>12} {'stage 2 s/step':>15} {'/plain_flow':>12}")
+    for method in methods:
+        cells = []
+        for stage in (1, 2):
+            seconds = best.get((method, stage))
+            ratio = f"{seconds / base[stage]:.2f}x" if seconds and base[stage] else "-"
+            cells += [f"{seconds:.3f}" if seconds else "-", ratio]
+        print(f"{method:<15} {cells[0]:>15} {cells[1]:>12} {cells[2]:>15} {cells[3]:>12}")
+    print("\n(target, issue #9: gfla <= 1.5x plain_flow per step on CPU; one-stage warpers have no stage 1)")
+
+
+if __name__ == "__main__":
+    main()

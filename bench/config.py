@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -156,6 +157,18 @@ def _merge(base: dict, override: dict, origins: dict[str, str], origin: str, pre
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 floats such as ``1e-4`` (PyYAML's YAML 1.1 wants ``1.0e-4``
+    and would otherwise hand back the string ``'1e-4'``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def parse_set(assignment: str) -> tuple[str, Any]:
     """Parse ``key.path=value`` (the value is read as YAML, so ``3``, ``1e-4``, ``[2,3]`` work)."""
     if "=" not in assignment:
@@ -165,7 +178,7 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"--set {assignment!r}: the key is empty")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {exc}") from exc
     return key, value
@@ -185,7 +198,7 @@ def _nest(key: str, value: Any) -> dict:
 def read_yaml(path: Path) -> dict:
     """Read a YAML mapping, with errors that name the file and line."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

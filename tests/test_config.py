@@ -129,3 +129,12 @@ def test_partial_mapping_override_keeps_the_other_default_entries(task_file):
     cfg = load_task_config(task_file, None, ["train.stage2_weights.style=0"])
     assert cfg.train.stage2_weights["style"] == 0.0
     assert cfg.train.stage2_weights["l1"] == 5.0 and cfg.train.stage2_weights["gan"] == 2.0
+
+
+def test_exponent_floats_without_a_dot_read_as_floats(task_file):
+    # PyYAML (YAML 1.1) reads "1e-3" as a string; researchers type it on the command line and in YAML
+    cfg = load_task_config(task_file, None, ["train.lr=1e-3", "train.d_lr_ratio=2E-1"])
+    assert (cfg.train.lr, cfg.train.d_lr_ratio) == (0.001, 0.2)
+    with pytest.raises(ConfigError, match="train.batch_size"):  # an int field still refuses a float
+        load_task_config(task_file, None, ["train.batch_size=8e0"])
+    assert parse_set("name=1e") == ("name", "1e")

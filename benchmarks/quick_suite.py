@@ -40,22 +40,30 @@ def run_suite(workdir: Path, name: str, extra: list[str], force: bool) -> tuple[
     return time.perf_counter() - start, results / "records.jsonl"
 
 
-def phase_totals(records_file: Path) -> dict[str, float]:
-    """Seconds per phase summed over the latest record of every cell."""
+def latest_records(records_file: Path) -> dict[str, dict]:
+    """The latest record of every cell, by cell key."""
     latest: dict[str, dict] = {}
     for line in records_file.read_text().splitlines():
         record = json.loads(line)
         latest[record["cell"]["key"]] = record
+    return latest
+
+
+def phase_totals(records: dict[str, dict], keys: set[str]) -> dict[str, float]:
+    """Seconds per phase summed over the cells ``keys``."""
     totals = dict.fromkeys(PHASES, 0.0)
-    for record in latest.values():
+    for key in keys:
         for phase in PHASES:
-            totals[phase] += record.get("timings", {}).get(phase) or 0.0
-    totals["cells"] = len(latest)
+            totals[phase] += records[key].get("timings", {}).get(phase) or 0.0
+    totals["cells"] = len(keys)
     return totals
 
 
 def print_comparison(first: Path, second: Path) -> None:
-    a, b = phase_totals(first), phase_totals(second)
+    """Phase totals of the cells both runs hold (a second run may cover fewer tasks)."""
+    first_records, second_records = latest_records(first), latest_records(second)
+    common = set(first_records) & set(second_records)
+    a, b = phase_totals(first_records, common), phase_totals(second_records, common)
     print(f"\n{'summed over cells':<20} {'first run':>10} {'second run':>11} {'first/second':>13}")
     for phase in PHASES:
         ratio = f"{a[phase] / b[phase]:.2f}x" if b[phase] else "-"

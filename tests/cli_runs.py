@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,11 @@ def start_bench(args: list[str], launcher: tuple[str, ...] = ()) -> subprocess.P
     """Start ``run_bench.py args`` (optionally under a launcher such as torchrun) without waiting."""
     command = [*launcher, str(REPO / "run_bench.py"), *args] if launcher else [
         sys.executable, str(REPO / "run_bench.py"), *args]
+    # SIGINT back to its default: a shell starting this suite in the background hands its children
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt (the Ctrl-C test needs it)
     return subprocess.Popen(command, cwd=REPO, env=bench_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def run_bench(args: list[str], launcher: tuple[str, ...] = (), timeout: float = 120) -> tuple[int, str]:

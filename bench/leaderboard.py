@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import read_yaml
-from bench.records import RECORDS_FILE, SCHEMA_VERSION, RecordsError
+from bench.records import RECORDS_FILE, SCHEMA_VERSION, RecordsError, parse_records
 from bench.registry import METRICS, RegistryError
 
 REPORTED_FILE = Path(__file__).with_name("reported") / "published.yaml"
@@ -84,19 +84,7 @@ def load_records(results_dir: str | Path) -> list[dict]:
     path = Path(results_dir) / RECORDS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no records file (run a benchmark into {results_dir} first)")
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordsError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            _check_record(record, where)
-            records.append(record)
-    return records
+    return parse_records(path.read_text(encoding="utf-8"), str(path), check=_check_record)
 
 
 def _cell_order(record: dict) -> tuple:

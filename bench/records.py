@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,18 +51,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def parse_records(text: str, source: str) -> list[dict[str, Any]]:
-    """Parse JSON-lines text; a malformed line raises RecordsError naming ``source`` and the line."""
+def parse_records(
+    text: str, source: str, check: Callable[[Any, str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Parse JSON-lines text; a malformed line raises RecordsError naming ``source`` and the line.
+
+    ``check(record, where)`` may validate each record further (the leaderboard checks the schema).
+    """
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{source} line {number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RecordsError(f"{source} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or "cell" not in record or "status" not in record:
-            raise RecordsError(f"{source} line {number}: expected a record with 'cell' and 'status' keys")
+            raise RecordsError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        if check is not None:
+            check(record, where)
+        elif not isinstance(record, dict) or "cell" not in record or "status" not in record:
+            raise RecordsError(f"{where}: expected a record with 'cell' and 'status' keys")
         records.append(record)
     return records
 

@@ -259,11 +259,11 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
         videos = []
         for done, index in enumerate(indices, start=1):
             video = test_set[index]
-            images = trainer.generate_video(video["frames"], video["structures"])
+            images, plan = trainer.generate_video(video["frames"], video["structures"])
             names = [f"{video['name']}_{stem}" for stem in video["frame_names"]]
             generated.append((to_uint8(images), to_uint8(video["frames"]), names))
             if len(videos) < 2:
-                videos.append((video, images))
+                videos.append((video, images, plan))
             if progress is not None:
                 progress("generate", done, len(indices))
     else:

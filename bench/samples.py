@@ -14,14 +14,30 @@ import torch
 
 from bench.visualize import flow_to_rgb, image_to_uint8, mask_to_rgb, save_gif, save_png, structure_to_rgb
 
+REFERENCE_SOURCE = 1  # video plans hold the sources (previous frame, reference frame)
+
 
 def _relative(path: Path, results_dir: Path) -> str:
     return Path(path).resolve().relative_to(Path(results_dir).resolve()).as_posix()
 
 
-def _per_scale(plan: dict[str, Any], key: str, index: int) -> list[torch.Tensor]:
-    """The first source's map of sample ``index`` at every scale, for plan key flows or masks."""
-    return [per_source[0][index] for per_source in plan.get(key) or []]
+def _per_scale(plan: dict[str, Any], key: str, index: int, source: int = 0) -> list[torch.Tensor]:
+    """Source ``source``'s map of sample ``index`` at every scale, for plan key flows or masks."""
+    return [per_source[source][index] for per_source in plan.get(key) or []]
+
+
+def _plan_pngs(plan: dict[str, Any], index: int, source: int, stem: Path, results_dir: Path) -> dict[str, list[str]]:
+    """Flow and mask PNGs of one sample at every scale (empty lists for warpers without them)."""
+    return {
+        "flows": [
+            _relative(save_png(flow_to_rgb(flow), f"{stem}_flow_s{scale}.png"), results_dir)
+            for scale, flow in enumerate(_per_scale(plan, "flows", index, source))
+        ],
+        "masks": [
+            _relative(save_png(mask_to_rgb(mask), f"{stem}_mask_s{scale}.png"), results_dir)
+            for scale, mask in enumerate(_per_scale(plan, "masks", index, source))
+        ],
+    }
 
 
 def write_pair_samples(
@@ -46,25 +62,21 @@ def write_pair_samples(
                     ("target", image_to_uint8(batch["target_image"][index])),
                 )
             }
-            entry["flows"] = [
-                _relative(save_png(flow_to_rgb(flow), f"{stem}_flow_s{scale}.png"), results_dir)
-                for scale, flow in enumerate(_per_scale(plan, "flows", index))
-            ]
-            entry["masks"] = [
-                _relative(save_png(mask_to_rgb(mask), f"{stem}_mask_s{scale}.png"), results_dir)
-                for scale, mask in enumerate(_per_scale(plan, "masks", index))
-            ]
-            samples.append(entry)
+            samples.append(entry | _plan_pngs(plan, index, 0, stem, results_dir))
     return {"samples": samples}
 
 
 def write_video_samples(
-    videos: list[tuple[dict[str, Any], torch.Tensor]], samples_dir: Path, results_dir: Path, fps: float = 15.0
+    videos: list[tuple[dict[str, Any], torch.Tensor, dict[str, Any]]],
+    samples_dir: Path,
+    results_dir: Path,
+    fps: float = 15.0,
 ) -> dict[str, Any]:
-    """A GIF per video (ground truth | structure | generated, side by side) and a still sample;
-    the record points at the first GIF (the report embeds it)."""
+    """A GIF per video (ground truth | structure | generated, side by side) and a still sample of
+    the last frame, with its flows and masks from the reference frame (the still's source); the
+    record points at the first GIF (the report embeds it)."""
     gifs, samples = [], []
-    for number, (video, generated) in enumerate(videos):
+    for number, (video, generated, plan) in enumerate(videos):
         frames = [
             np.concatenate(
                 [image_to_uint8(real), structure_to_rgb(structure), image_to_uint8(fake)], axis=1
@@ -82,5 +94,5 @@ def write_video_samples(
                 ("output", image_to_uint8(generated[last])),
                 ("target", image_to_uint8(video["frames"][last])),
             )
-        } | {"flows": [], "masks": []})
+        } | _plan_pngs(plan, 0, REFERENCE_SOURCE, stem, results_dir))
     return {"samples": samples, "video": gifs[0]} if gifs else {"samples": samples}

@@ -440,9 +440,10 @@ class Trainer:
             fake, plan = self.generator(self._pair_inputs(self._to_device(batch)))
         return fake.float().cpu(), _to_cpu(plan)
 
-    def generate_video(self, frames: torch.Tensor, structures: torch.Tensor) -> torch.Tensor:
+    def generate_video(self, frames: torch.Tensor, structures: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """Animate a whole video (T, 3, H, W) + (T, S, H, W): reference = frame 0, previous = the
-        previously generated frame (the reference for frame 0); returns (T, 3, H, W) in [-1, 1]."""
+        previously generated frame (the reference for frame 0); returns (T, 3, H, W) in [-1, 1] and
+        the warper's plan of the last frame on the CPU (sources: previous, reference), for the report."""
         if frames.dim() != 4 or structures.dim() != 4 or frames.shape[0] != structures.shape[0]:
             raise ValueError(
                 f"expected frames (T, 3, H, W) and structures (T, S, H, W), got "
@@ -457,10 +458,10 @@ class Trainer:
                 inputs = WarpInputs(
                     [previous, reference], [previous_structure, reference_structure], structures[t : t + 1]
                 )
-                fake, _ = self.generator(inputs)
+                fake, plan = self.generator(inputs)
                 outputs.append(fake.float().cpu())
                 previous, previous_structure = fake, structures[t : t + 1]
-        return torch.cat(outputs)
+        return torch.cat(outputs), _to_cpu(plan)
 
     # -- checkpoint state ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -25,8 +25,11 @@ def test_every_method_on_every_task(tmp_path):
         assert record["metrics"]["ssim"]["count"] == record["protocol"]["num_generated"] > 0
         samples = record["artifacts"]["samples"]
         assert samples and all((results / s["output"]).is_file() for s in samples)
-        if method in ("gfla", "plain_flow") and task != "face_synthetic":
+        if method in ("gfla", "plain_flow"):  # face samples show the reference frame's flows
             assert samples[0]["flows"] and samples[0]["masks"]
+            assert all((results / path).is_file() for path in samples[0]["flows"] + samples[0]["masks"])
+        elif method == "none":
+            assert samples[0]["flows"] == samples[0]["masks"] == []
     face_gfla = cells[("face_synthetic", "gfla")]
     assert (results / face_gfla["artifacts"]["video"]).is_file()
     # the recurrent task really has two sources (previous frame and reference)

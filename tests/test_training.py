@@ -127,6 +127,6 @@ def test_face_animation_trains_in_chunks_and_resumes_mid_clip():
     assert head + collect(resumed) == full_log
     assert_same_training(uninterrupted, resumed)
 
-    video = resumed.generate_video(data[0]["frames"], data[0]["structures"])
+    video, _ = resumed.generate_video(data[0]["frames"], data[0]["structures"])
     assert video.shape == (4, 3, SIZE, SIZE)
     assert video.abs().max() <= 1

@@ -21,7 +21,7 @@ def _relative(path: Path, results_dir: Path) -> str:
     return Path(path).resolve().relative_to(Path(results_dir).resolve()).as_posix()
 
 
-def _per_scale(plan: dict[str, Any], key: str, index: int, source: int = 0) -> list[torch.Tensor]:
+def _per_scale(plan: dict[str, Any], key: str, index: int, source: int) -> list[torch.Tensor]:
     """Source ``source``'s map of sample ``index`` at every scale, for plan key flows or masks."""
     return [per_source[source][index] for per_source in plan.get(key) or []]
 

@@ -40,15 +40,16 @@ def select_tasks(selection: list[str] | None) -> list[str]:
     """Task names for ``--tasks``: names as given, and a task kind (``pose_transfer``,
     ``face_animation``, ``view_synthesis``) stands for the embedded tasks of that kind.  No selection
     means the embedded suite.  An unknown entry fails with the closest task name."""
-    embedded = [name for name in TASKS.names() if "embedded" in task_tags(name)]
+    tasks = {name: read_yaml(TASKS.get(name)) for name in TASKS.names()}  # each YAML read once
+    kinds = {name: task.get("kind") for name, task in tasks.items() if "embedded" in (task.get("tags") or [])}
     if not selection:
-        return embedded
+        return list(kinds)
     chosen: list[str] = []
     for entry in selection:
         if entry in TASKS:
             names = [entry]
         else:
-            names = [name for name in embedded if read_yaml(TASKS.get(name)).get("kind") == entry]
+            names = [name for name, kind in kinds.items() if kind == entry]
             if not names:
                 TASKS.get(entry)  # raises: unknown, with the known names and the closest match
         chosen += [name for name in names if name not in chosen]

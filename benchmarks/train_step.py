@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench.registry import DATASETS
+from bench.registry import DATASETS, WARPERS
 from bench.taskspec import load_task
 from bench.training import Trainer
 from machine import describe
@@ -66,8 +66,8 @@ def main() -> None:
 
     best: dict[tuple[str, int], float] = {}
     for stage in (1, 2):
-        trainers = {m: Trainer(cfg, m, train_set, args.device, seed=0) for m in methods}
-        trainers = {m: t for m, t in trainers.items() if stage == 2 or t.two_stage}
+        staged = [m for m in methods if stage == 2 or WARPERS.get(m).two_stage]  # stage 1: two-stage warpers
+        trainers = {m: Trainer(cfg, m, train_set, args.device, seed=0) for m in staged}
         for trainer in trainers.values():
             enter_stage(trainer, stage)
         for _ in range(args.rounds):

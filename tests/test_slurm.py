@@ -26,15 +26,15 @@ def cluster():
     root = Path(tempfile.mkdtemp(prefix="warpbench-slurm-"))
     cluster = SlurmCluster(root)
     try:
-        cluster.start()
-    except ClusterUnavailable as exc:
+        try:
+            cluster.start()
+        except ClusterUnavailable as exc:
+            print(f"SLURM test skipped: {exc}")
+            pytest.skip(f"SLURM cannot start here: {exc}")
+        yield cluster
+    finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
-        print(f"SLURM test skipped: {exc}")
-        pytest.skip(f"SLURM cannot start here: {exc}")
-    yield cluster
-    cluster.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -22,15 +22,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _render(params: persons.PersonsParams, split: str, index: int, pose_index: int):
-    """Re-render one image exactly as write_dataset does; returns (image, keypoints, pose, background)."""
-    height, width = params.resolution
-    identity = persons.sample_identity(persons.stream(params, split, index, 0))
-    rng = persons.stream(params, split, index, 2 + pose_index)
-    pose = persons.fitting_pose(rng, identity, height, width)
-    closeup = bool(rng.random() < params.closeup_fraction)
-    background = persons.sample_background(rng)
-    image, keypoints = persons.render_person(identity, pose, background, height, width, rng, closeup)
-    return image, keypoints, pose, background
+    """Re-render one image as write_dataset does; returns (image, keypoints, pose, background)."""
+    session = persons.sample_session(params, split, index)
+    image, keypoints, pose = persons.render_example(params, split, index, pose_index, session)
+    return image, keypoints, pose, session[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +66,17 @@ def test_written_csv_parses_back_to_the_drawn_keypoints_and_images(written):
                 on_disk = Image.open(out / split / name)
                 assert on_disk.size == (params.resolution[1], params.resolution[0])
                 np.testing.assert_array_equal(np.asarray(on_disk), np.asarray(image))
+
+
+def test_images_of_one_identity_share_its_backdrop(written):
+    """One photo session per person: the corner pixel (always backdrop) agrees within an identity."""
+    params, out = written
+    corners: dict[str, set[bytes]] = {}
+    for path in sorted((out / "train").glob("*.png")):
+        corners.setdefault(path.name.split("-")[0], set()).add(np.asarray(Image.open(path))[0, 0].tobytes())
+    assert len(corners) == params.identities_train
+    assert all(len(colours) == 1 for colours in corners.values())
+    assert len(set().union(*corners.values())) > 1  # and it differs between identities
 
 
 def test_pairs_join_two_poses_of_one_identity_and_splits_are_disjoint(written):

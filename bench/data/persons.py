@@ -42,7 +42,8 @@ from bench.data.heatmaps import MISSING, NUM_KEYPOINTS
 
 PARAMS_FILE = "params.json"
 FILE_PREFIX = "fashion"
-GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets are regenerated
+# 2: one backdrop per identity (its photo session) instead of one per image
 SUPERSAMPLE = 2
 VIEWS = ("front", "back", "side_left", "side_right")
 VIEW_WEIGHTS = (0.45, 0.2, 0.175, 0.175)
@@ -865,6 +866,31 @@ def stream(params: PersonsParams, split: str, index: int, purpose: int) -> np.ra
     return np.random.default_rng([params.seed, SPLITS[split], index, purpose])
 
 
+def sample_session(params: PersonsParams, split: str, index: int) -> tuple[Identity, Background]:
+    """Identity ``index`` of ``split`` and the backdrop of its photo session.
+
+    All images of one person share the backdrop, as the photos of one item in DeepFashion's in-shop
+    set come from one studio session; a backdrop drawn per image would be a part of the target that
+    neither the source image nor the target pose can tell, and it would fill most of the frame.
+    """
+    rng = stream(params, split, index, 0)
+    identity = sample_identity(rng)
+    return identity, sample_background(rng)
+
+
+def render_example(
+    params: PersonsParams, split: str, index: int, pose_index: int, session: tuple[Identity, Background]
+) -> tuple[Image.Image, np.ndarray, Pose]:
+    """Image ``pose_index`` of identity ``index``: (image, keypoints, pose), as ``write_dataset`` writes it."""
+    height, width = params.resolution
+    identity, background = session
+    rng = stream(params, split, index, 2 + pose_index)
+    pose = fitting_pose(rng, identity, height, width)
+    closeup = bool(rng.random() < params.closeup_fraction)
+    image, keypoints = render_person(identity, pose, background, height, width, rng, closeup)
+    return image, keypoints, pose
+
+
 def fitting_pose(rng: np.random.Generator, identity: Identity, height: int, width: int) -> Pose:
     """Draw poses until one fits the frame without being shrunk much for its width (50 tries)."""
     for _ in range(50):
@@ -876,7 +902,6 @@ def fitting_pose(rng: np.random.Generator, identity: Identity, height: int, widt
 
 def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | None = None) -> None:
     """Write images, annotation and pairs CSVs for both splits into ``out_dir``."""
-    height, width = params.resolution
     counts = {"train": params.identities_train, "test": params.identities_test}
     total = sum(counts.values()) * params.poses_per_identity
     done = 0
@@ -885,14 +910,10 @@ def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | Non
         annotation = ["name:keypoints_y:keypoints_x"]
         pairs = ["from,to"]
         for index in range(count):
-            identity = sample_identity(stream(params, split, index, 0))
+            session = sample_session(params, split, index)
             names = []
             for pose_index in range(params.poses_per_identity):
-                rng = stream(params, split, index, 2 + pose_index)
-                pose = fitting_pose(rng, identity, height, width)
-                closeup = bool(rng.random() < params.closeup_fraction)
-                background = sample_background(rng)
-                image, keypoints = render_person(identity, pose, background, height, width, rng, closeup)
+                image, keypoints, pose = render_example(params, split, index, pose_index, session)
                 name = f"{split[:2]}{index:05d}-p{pose_index}-{pose.view.replace('_', '')}.png"
                 image.save(out_dir / split / name, compress_level=1)
                 ys, xs = (json.dumps(keypoints[:, i].tolist()) for i in (0, 1))

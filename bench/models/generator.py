@@ -161,8 +161,16 @@ class Generator(nn.Module):
 def build_generator(
     cfg: TaskConfig, warper_name: str, num_sources: int, structure_channels: int, image_channels: int = 3
 ) -> Generator:
-    """Look ``warper_name`` up in WARPERS, size it from the config and wrap it in the backbone."""
+    """Look ``warper_name`` up in WARPERS, size it from the config and wrap it in the backbone.
+
+    The warper is built on a forked torch RNG (its own stream, drawn from the current one), so the
+    backbone and everything built after it start from the same random weights whatever the warper:
+    under one seed, methods differ in the warper only, and their comparison is paired.
+    """
     warper_cls = WARPERS.get(warper_name)
     options = cfg.model.methods.get(warper_name, {})
     setup = make_warp_setup(cfg, num_sources, structure_channels, options, image_channels)
-    return Generator(cfg, warper_cls(setup), num_sources, structure_channels, image_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,))))
+        warper = warper_cls(setup)
+    return Generator(cfg, warper, num_sources, structure_channels, image_channels)

@@ -89,6 +89,7 @@ class TrainConfig:
             "regularization": 0.0025,
             "l1": 5.0,
             "gan": 2.0,
+            "video_gan": 2.0,  # face animation only: the video D on frame differences
             "content": 0.5,
             "style": 500.0,
         }
@@ -96,6 +97,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     clip_length: int = 30  # face animation: frames per training clip
     chunk_length: int = 6  # face animation: frames per optimiser step (detached across chunks)
+    video_gan_frames: int = 3  # face animation: frames the video D sees (as their consecutive differences)
     augment: bool = False  # Market-style affine augmentation
     num_workers: int = 0
     device: str = "auto"  # auto, cpu, cuda

@@ -11,8 +11,11 @@ Face animation (``cfg.kind == "face_animation"``) is recurrent (gfla-facts §3.2
 previous *generated* frame and the reference (first) frame, previous = reference for the first
 frame; a clip is processed in chunks of ``train.chunk_length`` frames, one optimiser step per
 chunk (per-frame losses summed over the chunk), the previous frame detached across chunks, and the
-image GAN applied to one random frame of the chunk.  In stage 1 (no generator yet) the previous
-source is the previous *real* frame.
+image GAN applied to one random frame of the chunk.  The video GAN (``video_gan``) shows a second
+ResDiscriminator the consecutive differences of ``train.video_gan_frames`` frames (3 frames: 2
+differences, 6 channels, the original's D_V) from a random window inside the chunk, real and
+generated; chunks shorter than the window (a clip's last one) skip it.  In stage 1 (no generator
+yet) the previous source is the previous *real* frame.
 
 Resuming: :meth:`Trainer.state_dict` holds the models, optimisers, stage, step, the data position
 (epoch, batches consumed, position inside the current clip) and the torch/numpy/python RNG states.
@@ -44,7 +47,7 @@ from bench.warp import WarpInputs
 
 STAGE_TERMS = {
     1: ("correctness", "regularization"),
-    2: ("correctness", "regularization", "l1", "gan", "content", "style"),
+    2: ("correctness", "regularization", "l1", "gan", "video_gan", "content", "style"),
 }
 FLOW_TERMS = ("correctness", "regularization")
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -77,6 +80,11 @@ def _validate_weights(weights: dict[str, float], stage: int) -> dict[str, float]
             f"train.stage{stage}_weights.{key}: unknown loss term; stage {stage} knows {', '.join(STAGE_TERMS[stage])}"
         )
     return {k: float(v) for k, v in weights.items() if v}
+
+
+def frame_differences(clip: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) frames -> (B, (T - 1) * C, H, W): consecutive differences stacked as channels."""
+    return (clip[:, 1:] - clip[:, :-1]).flatten(1, 2)
 
 
 def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -132,6 +140,7 @@ class Trainer:
         self.generator.to(self.device)
         self.warper = self.generator.warper
         self.discriminator = ResDiscriminator(cfg.model).to(self.device)
+        self.video_discriminator = self._build_video_discriminator()
         self.vgg = VGG19Features(cfg.model.vgg).to(self.device)
         self.scale_layers = [spec.layer for spec in self.warper.setup.scales]
         self.scale_kernels = [spec.kernel_size for spec in self.warper.setup.scales]
@@ -146,6 +155,10 @@ class Trainer:
             "g": torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=betas),
             "d": torch.optim.Adam(self.discriminator.parameters(), lr=train.lr * train.d_lr_ratio, betas=betas),
         }
+        if self.video_discriminator is not None:
+            self.optimizers["dv"] = torch.optim.Adam(
+                self.video_discriminator.parameters(), lr=train.lr * train.d_lr_ratio, betas=betas
+            )
         if self.two_stage:
             self.optimizers["stage1"] = torch.optim.Adam(self.warper.pretrain_parameters(), lr=train.lr, betas=betas)
 
@@ -157,6 +170,22 @@ class Trainer:
         self._clip: dict[str, torch.Tensor] | None = None  # video: clip batch in progress
         self._chunk_start = 0
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None  # video: detached carry
+
+    def _build_video_discriminator(self) -> ResDiscriminator | None:
+        """The face-animation video D (when ``video_gan`` has a weight); checks the window fits a chunk."""
+        if not (self.video and "video_gan" in self.weights[2]):
+            return None
+        train = self.cfg.train
+        if train.video_gan_frames < 2:
+            raise ValueError(f"train.video_gan_frames: expected at least 2 frames, got {train.video_gan_frames}")
+        if train.chunk_length < train.video_gan_frames:
+            raise ValueError(
+                f"train.video_gan_frames ({train.video_gan_frames}) must not exceed train.chunk_length "
+                f"({train.chunk_length}): the video D sees frames of one chunk; lower it or set "
+                f"train.stage2_weights.video_gan=0"
+            )
+        channels = 3 * (train.video_gan_frames - 1)
+        return ResDiscriminator(self.cfg.model, in_channels=channels).to(self.device)
 
     # -- schedule -----------------------------------------------------------------------------
     @property
@@ -292,17 +321,19 @@ class Trainer:
                 terms["style"] = losses.style_loss(fake_features, real_features)
         return terms
 
-    def _discriminator_step(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """One D step on the detached fake; returns the D loss."""
-        self.discriminator.requires_grad_(True)
-        optimizer = self.optimizers["d"]
+    def _discriminator_step(self, fake: torch.Tensor, real: torch.Tensor, video: bool = False) -> torch.Tensor:
+        """One step of the image (or video) D on the detached fake; returns the D loss."""
+        discriminator = self.video_discriminator if video else self.discriminator
+        name = "video_discriminator" if video else "discriminator"
+        discriminator.requires_grad_(True)
+        optimizer = self.optimizers["dv" if video else "d"]
         optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = losses.lsgan_discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
-        self._check_finite({"discriminator": loss})
+            loss = losses.lsgan_discriminator_loss(discriminator(real), discriminator(fake.detach()))
+        self._check_finite({name: loss})
         loss.backward()
         self._optimizer_step(optimizer)
-        self.discriminator.requires_grad_(False)
+        discriminator.requires_grad_(False)
         return loss
 
     def _generator_step(
@@ -401,16 +432,23 @@ class Trainer:
             accumulate(extra, self.warper.extra_losses(plan, inputs))
             previous = (fake, structures[:, t])
 
-        d_value = None
+        d_values: dict[str, torch.Tensor] = {}
         if self.stage == 2 and "gan" in weights:
             pick = int(torch.randint(len(fakes), (1,)))
             real = frames[:, start + pick]
-            d_value = self._discriminator_step(fakes[pick], real)
+            d_values["discriminator"] = self._discriminator_step(fakes[pick], real)
             with self._autocast():
                 summed["gan"] = losses.lsgan_generator_loss(self.discriminator(fakes[pick]))
+        window = self.cfg.train.video_gan_frames
+        if self.stage == 2 and self.video_discriminator is not None and len(fakes) >= window:
+            first = int(torch.randint(len(fakes) - window + 1, (1,)))
+            fake_motion = frame_differences(torch.stack(fakes[first : first + window], dim=1))
+            real_motion = frame_differences(frames[:, start + first : start + first + window])
+            d_values["video_discriminator"] = self._discriminator_step(fake_motion, real_motion, video=True)
+            with self._autocast():
+                summed["video_gan"] = losses.lsgan_generator_loss(self.video_discriminator(fake_motion))
         values = self._generator_step("stage1" if self.stage == 1 else "g", summed, weights, extra)
-        if d_value is not None:
-            values["discriminator"] = float(d_value.detach())
+        values.update({name: float(value.detach()) for name, value in d_values.items()})
 
         if stop >= length:
             self._clip, self._previous, self._chunk_start = None, None, 0
@@ -480,6 +518,7 @@ class Trainer:
             "data": {"epoch": self.epoch, "batches_taken": self.batches_taken, "clip": clip},
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
+            "video_discriminator": None if self.video_discriminator is None else self.video_discriminator.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -498,6 +537,10 @@ class Trainer:
             )
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
+        if self.video_discriminator is not None:
+            if state.get("video_discriminator") is None:
+                raise ValueError("checkpoint lacks the video discriminator this face-animation trainer uses")
+            self.video_discriminator.load_state_dict(state["video_discriminator"])
         missing = set(self.optimizers) - set(state["optimizers"])
         if missing:
             raise ValueError(f"checkpoint lacks optimiser state for {sorted(missing)}")

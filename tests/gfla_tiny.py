@@ -26,6 +26,7 @@ def tiny_config(kind: str = "pose_transfer") -> TaskConfig:
     train.batch_size, train.lr = 2, 1e-3
     train.stage1_steps, train.stage2_steps = 3, 3
     train.chunk_length = 2
+    train.video_gan_frames = 2  # the video D on one frame difference, so a 2-frame chunk can use it
     return cfg
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import losses
-from bench.training import NonFiniteLossError, Trainer
+from bench.training import NonFiniteLossError, Trainer, frame_differences
 from gfla_tiny import SIZE, DriftingClips, ShiftedTextures, tiny_config
 
 
@@ -58,6 +58,10 @@ def assert_same_training(a: Trainer, b: Trainer) -> None:
         assert torch.equal(x, y)
     for x, y in zip(a.discriminator.state_dict().values(), b.discriminator.state_dict().values()):
         assert torch.equal(x, y)
+    assert (a.video_discriminator is None) == (b.video_discriminator is None)
+    if a.video_discriminator is not None:
+        for x, y in zip(a.video_discriminator.state_dict().values(), b.video_discriminator.state_dict().values()):
+            assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("stop_after", [2, 5])  # mid stage 1, mid stage 2
@@ -130,3 +134,33 @@ def test_face_animation_trains_in_chunks_and_resumes_mid_clip():
     video, _ = resumed.generate_video(data[0]["frames"], data[0]["structures"])
     assert video.shape == (4, 3, SIZE, SIZE)
     assert video.abs().max() <= 1
+
+
+def test_frame_differences_stack_consecutive_differences_as_channels():
+    clip = torch.arange(2 * 3 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 3, 2, 2) ** 2
+    motion = frame_differences(clip)
+    assert motion.shape == (2, 6, 2, 2)
+    torch.testing.assert_close(motion[:, :3], clip[:, 1] - clip[:, 0])
+    torch.testing.assert_close(motion[:, 3:], clip[:, 2] - clip[:, 1])
+
+
+def test_face_animation_trains_a_video_discriminator_on_frame_differences():
+    cfg = tiny_config("face_animation")
+    cfg.train.stage1_steps, cfg.train.stage2_steps, cfg.train.batch_size = 0, 2, 1
+    trainer = Trainer(cfg, "none", DriftingClips(count=2, frames=4), "cpu", seed=0)
+    first_conv = next(m for m in trainer.video_discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 3 * (cfg.train.video_gan_frames - 1)
+    before = [p.detach().clone() for p in trainer.video_discriminator.parameters()]
+    log = collect(trainer)
+    assert all({"video_gan", "video_discriminator"} <= set(values) for _, _, values in log)
+    after = list(trainer.video_discriminator.parameters())
+    assert any(not torch.equal(x, y) for x, y in zip(before, after))
+
+    pose = Trainer(tiny_config(), "none", ShiftedTextures(count=2), "cpu", seed=0)
+    assert pose.video_discriminator is None and "dv" not in pose.optimizers  # images only
+
+    cfg.train.video_gan_frames = 3  # longer than the 2-frame chunks
+    with pytest.raises(ValueError, match=r"train.video_gan_frames \(3\) must not exceed train.chunk_length \(2\)"):
+        Trainer(cfg, "none", DriftingClips(count=2, frames=4), "cpu", seed=0)
+    cfg.train.stage2_weights = {**cfg.train.stage2_weights, "video_gan": 0}
+    assert Trainer(cfg, "none", DriftingClips(count=2, frames=4), "cpu", seed=0).video_discriminator is None

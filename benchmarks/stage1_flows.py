@@ -15,39 +15,36 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bench import losses
-from bench.ops import pixel_grid
-from bench.registry import DATASETS
-from bench.taskspec import load_task
+from bench.ops import flow_warp
 from bench.training import Trainer
 from bench.warp import WarpInputs
 from machine import describe
+from task_data import add_task_arguments, prepare_task
 
 
 def warp_image(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``image`` (B, 3, H, W) sampled at the pixel offsets of ``flow`` (B, 2, h, w) upsampled to H x W."""
+    """``image`` (B, 3, H, W) warped by ``flow`` (B, 2, h, w), upsampled bilinearly to H x W with its
+    pixel offsets rescaled to that size."""
     height, width = image.shape[2:]
     scale = flow.new_tensor([width / flow.shape[3], height / flow.shape[2]]).view(1, 2, 1, 1)
     offsets = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) * scale
-    points = pixel_grid(height, width, flow.device, flow.dtype) + offsets
-    extent = flow.new_tensor([width - 1, height - 1]).view(1, 2, 1, 1)
-    grid = (points / extent * 2 - 1).permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return flow_warp(image, offsets)
 
 
-def flow_quality(trainer: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Correctness loss and per-scale warped-source L1 of the trainer's current flows on ``batch``."""
+def flow_quality(
+    trainer: Trainer, batch: dict[str, torch.Tensor], features: tuple[dict, dict]
+) -> dict[str, float]:
+    """Correctness loss and per-scale warped-source L1 of the trainer's current flows on ``batch``;
+    ``features`` are the VGG features of its source and target images (fixed, computed once)."""
     source, target = batch["source_image"], batch["target_image"]
     inputs = WarpInputs([source], [batch["source_structure"]], batch["target_structure"])
-    layers = sorted(trainer.correctness_layers)
     with torch.no_grad():
         flows, _ = trainer.warper.flow_estimator(inputs)
-        features = trainer.vgg(source, layers), trainer.vgg(target, layers)
         row = {"correctness": float(losses.correctness_loss([features[0]], features[1], flows, trainer.scale_layers))}
         for spec, scale_flows in zip(trainer.warper.setup.scales, flows):
             flow = scale_flows[0]
@@ -58,20 +55,15 @@ def flow_quality(trainer: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="pose_synthetic")
-    parser.add_argument("--profile", default="quick")
+    add_task_arguments(parser)
     parser.add_argument("--method", default="gfla")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--data-root", default="datasets", help="where the synthetic data is (generated if absent)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    cfg = load_task(args.task, args.profile, [*args.set, f"train.stage1_steps={args.steps}"])
-    spec = DATASETS.get(cfg.dataset.name)
-    root = spec.prepare(cfg, Path(args.data_root))
+    cfg, spec, root = prepare_task(args, [f"train.stage1_steps={args.steps}"])
     trainer = Trainer(cfg, args.method, spec.train_set(root, cfg, args.seed), "cpu", args.seed)
     if not trainer.two_stage:
         raise SystemExit(f"{args.method} has no stage 1 (not a two-stage warper, or train.stage1_steps is 0)")
@@ -79,16 +71,19 @@ def main() -> None:
     count = min(args.pairs, len(test_set))
     keys = ("source_image", "source_structure", "target_structure", "target_image")
     batch = {key: torch.stack([test_set[i][key] for i in range(count)]) for key in keys}
+    layers = sorted(trainer.correctness_layers)
+    with torch.no_grad():
+        features = trainer.vgg(batch["source_image"], layers), trainer.vgg(batch["target_image"], layers)
 
     print(describe())
     print(f"{args.task} / {args.profile} / {args.method}: stage 1, lr {cfg.train.lr}, batch "
           f"{cfg.train.batch_size}, {count} test pairs; L1 of the unwarped source: "
           f"{float((batch['source_image'] - batch['target_image']).abs().mean()):.4f}")
-    rows = [("0", flow_quality(trainer, batch))]
+    rows = [("0", flow_quality(trainer, batch, features))]
     start = time.perf_counter()
     while trainer.stage == 1 and trainer.step < args.steps:
         trainer.run(max_steps=min(args.every, args.steps - trainer.step))
-        rows.append((f"{trainer.step} ({time.perf_counter() - start:.0f} s)", flow_quality(trainer, batch)))
+        rows.append((f"{trainer.step} ({time.perf_counter() - start:.0f} s)", flow_quality(trainer, batch, features)))
     columns = list(rows[0][1])
     print("| step | " + " | ".join(columns) + " |")
     print("| --- |" + " --: |" * len(columns))

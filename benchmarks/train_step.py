@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from bench.registry import DATASETS, WARPERS
-from bench.taskspec import load_task
+from bench.registry import WARPERS
 from bench.training import Trainer
 from machine import describe
+from task_data import add_task_arguments, prepare_task
 
 
 def timed_steps(trainer: Trainer, steps: int) -> float:
@@ -41,11 +40,8 @@ def enter_stage(trainer: Trainer, stage: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="pose_synthetic")
-    parser.add_argument("--profile", default="quick")
+    add_task_arguments(parser)
     parser.add_argument("--methods", default="gfla,plain_flow,affine_stn,nonlocal_attn,none")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--data-root", default="datasets", help="where the synthetic data is (generated if absent)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=3, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is kept")
@@ -54,9 +50,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cfg = load_task(args.task, args.profile, args.set)
-    spec = DATASETS.get(cfg.dataset.name)
-    root = spec.prepare(cfg, Path(args.data_root))
+    cfg, spec, root = prepare_task(args)
     train_set = spec.train_set(root, cfg, 0)
     methods = args.methods.split(",")
     print(describe(args.device))

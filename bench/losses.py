@@ -124,7 +124,8 @@ def affine_regularization(flow: torch.Tensor, kernel_size: int) -> torch.Tensor:
         )
     coords = flow + pixel_grid(height, width, flow.device, flow.dtype)
     windows = F.unfold(coords.reshape(batch * 2, 1, height, width), kernel_size)  # (2B, k*k, P)
-    residual = torch.einsum("ij,njp->nip", affine_projection_residual(kernel_size, flow.dtype), windows)
+    projection = affine_projection_residual(kernel_size, flow.dtype).to(flow.device)
+    residual = torch.einsum("ij,njp->nip", projection, windows)
     per_window = residual.pow(2).sum(dim=1).view(batch, 2, -1)
     return per_window.mean(dim=(0, 2)).sum()
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from bench.cli import main
 
@@ -10,12 +11,17 @@ METHODS = ("gfla", "plain_flow", "affine_stn", "nonlocal_attn", "none")
 TASKS = ("pose_synthetic", "face_synthetic", "view_synthetic_chair")
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
 @pytest.mark.slow
-def test_every_method_on_every_task(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_every_method_on_every_task(tmp_path, device):
+    """On CUDA too: every tensor a loss, warper or metric makes must follow its inputs' device."""
     results = tmp_path / "results"
     code = main(["run", "--profile", "smoke", "--tasks", ",".join(TASKS), "--methods", ",".join(METHODS),
                  "--results-dir", str(results), "--work-dir", str(tmp_path / "runs"),
-                 "--data-root", str(tmp_path / "data")])
+                 "--data-root", str(tmp_path / "data"), "--device", device])
     assert code == 0
     records = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
     cells = {(r["cell"]["task"], r["cell"]["method"]): r for r in records}

@@ -49,6 +49,8 @@ def _window_matrix(weights: torch.Tensor, columns: torch.Tensor, num_columns: in
     row_starts = torch.arange(0, count * per_row + 1, per_row, device=columns.device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        # torch >= 2.10 warns once that invariant checks are off, although check_invariants=False says so
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         return torch.sparse_csr_tensor(row_starts, columns.flatten(), weights.flatten(), (count, num_columns),
                                        check_invariants=False)
 

@@ -1,9 +1,11 @@
 """Leaderboards regenerated from the append-only records file, and nothing else.
 
 ``<results_dir>/records.jsonl`` holds one JSON record per finished cell attempt; the newest
-record of a cell key wins.  Tables are built per task, dataset, profile and evaluation protocol
-(a hash of the record's ``protocol`` dict, generated-image count included), so numbers obtained
-under different protocols are never ranked together.  Each table lists methods as rows and
+record of a cell key wins.  Tables are built per task, dataset, profile, evaluation protocol
+(a hash of the record's ``protocol`` dict, generated-image count included) and training setup
+(a hash of the resolved dataset, model and training config), so numbers obtained under different
+protocols, or trained under different budgets or losses (``--set train.stage2_steps=...``, an
+edited profile), are never ranked or averaged together.  Each table lists methods as rows and
 metrics as columns (mean ± sample std over seeds, best per column in bold); failures, metrics
 that could not be computed and published numbers (a separate "reported" block, never ranked) are
 marked with footnotes.  Rendering is deterministic: rebuilding from the same records file gives
@@ -110,10 +112,59 @@ def latest_per_cell(records: Iterable[dict]) -> list[dict]:
     return sorted((record for _, record in newest.values()), key=_cell_order)
 
 
+def _short_hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
 def protocol_key(protocol: dict) -> str:
     """A short hash of the whole protocol dict (image count included)."""
-    canonical = json.dumps(protocol, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    return _short_hash(protocol)
+
+
+# Config keys that do not change what a cell learns: where files live and how the run is executed.
+NON_TRAINING_KEYS = {"dataset": ("root",), "train": ("checkpoint_every", "device", "num_workers")}
+
+
+def training_setup(record: dict) -> dict[str, Any]:
+    """What a cell was trained on and with: the record's dataset, model and train config (every
+    method's options included: one run resolves them alike for all its cells), less file locations
+    and execution details."""
+    config = record.get("config") or {}
+    setup: dict[str, Any] = {}
+    for section in ("dataset", "model", "train"):
+        values = dict(config.get(section) or {})
+        for key in NON_TRAINING_KEYS.get(section, ()):
+            values.pop(key, None)
+        if values:
+            setup[section] = values
+    return setup
+
+
+def training_key(record: dict) -> str:
+    """A short hash of ``training_setup`` (empty when the record holds no training config)."""
+    setup = training_setup(record)
+    return _short_hash(setup) if setup else ""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key in sorted(value):
+            flat.update(_flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _setup_differences(setups: dict[str, dict]) -> dict[str, tuple[str, ...]]:
+    """Per training key, ``name=value`` of every config key whose value differs between the setups."""
+    flat = {key: _flatten(setup) for key, setup in setups.items()}
+    names = sorted({name for values in flat.values() for name in values})
+    differing = [n for n in names if len({json.dumps(v.get(n), sort_keys=True) for v in flat.values()}) > 1]
+    return {
+        key: tuple(f"{n}={json.dumps(values.get(n), sort_keys=True)}" for n in differing)
+        for key, values in flat.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,6 +339,11 @@ class Table:
     profile: str
     protocol: dict[str, Any]
     protocol_key: str
+    training_key: str
+    # config keys (name=value) in which this table's training differs from the other tables of the
+    # same task, dataset, profile and protocol; empty when there is no such other table
+    training_differences: tuple[str, ...]
+    overrides: tuple[str, ...]  # the cells' --set overrides of the profile (eval.* left out)
     columns: list[Column]
     rows: list[Row]
     footnotes: list[str]
@@ -299,7 +355,8 @@ class Table:
     @property
     def title(self) -> str:
         dataset = self.dataset or "dataset unknown"
-        return f"{self.task} · {dataset} · profile {self.profile or '–'} · protocol {self.protocol_key}"
+        title = f"{self.task} · {dataset} · profile {self.profile or '–'} · protocol {self.protocol_key}"
+        return f"{title} · training {self.training_key}" if self.training_differences else title
 
     def protocol_items(self) -> list[tuple[str, str]]:
         """The protocol as (label, value) pairs, known keys first in a fixed order."""
@@ -499,33 +556,54 @@ def _compatible(failed_protocol: dict, protocol: dict) -> bool:
     return all(protocol.get(key) == value for key, value in failed_protocol.items() if value is not None)
 
 
-def _group(latest: list[dict]) -> dict[tuple[str, str, str, str], list[dict]]:
-    """Records by (task, dataset, profile, protocol key); failures join every compatible group."""
-    groups: dict[tuple[str, str, str, str], list[dict]] = {}
-    protocols: dict[tuple[str, str, str, str], dict] = {}
+GroupId = tuple[str, str, str, str, str]  # task, dataset, profile, protocol key, training key
+
+
+def _group(latest: list[dict]) -> dict[GroupId, list[dict]]:
+    """Records by (task, dataset, profile, protocol key, training key); failures join every
+    compatible group (same training setup where the failure recorded one)."""
+    groups: dict[GroupId, list[dict]] = {}
+    protocols: dict[GroupId, dict] = {}
 
     def ident(record: dict) -> tuple[str, str, str]:
         cell = record["cell"]
         return (cell["task"], cell.get("dataset") or "", cell.get("profile") or "")
 
-    def same_cell_group(failed: tuple[str, str, str], gid: tuple[str, str, str, str]) -> bool:
-        """Same task and profile, and the same dataset unless the failure came before it was known."""
-        return failed[0] == gid[0] and failed[2] == gid[2] and failed[1] in ("", gid[1])
+    def same_cell_group(failed: dict, gid: GroupId) -> bool:
+        """Same task, profile and training setup, and the same dataset unless the failure came
+        before it was known."""
+        task, dataset, profile = ident(failed)
+        training = training_key(failed)
+        return (task == gid[0] and profile == gid[2] and dataset in ("", gid[1])
+                and training in ("", gid[4]))
 
     for record in (r for r in latest if r["status"] == "ok"):
         protocol = record.get("protocol", {})
-        gid = (*ident(record), protocol_key(protocol))
+        gid = (*ident(record), protocol_key(protocol), training_key(record))
         groups.setdefault(gid, []).append(record)
         protocols[gid] = protocol
     for record in (r for r in latest if r["status"] == "failed"):
         protocol = record.get("protocol", {})
-        targets = [g for g in groups if same_cell_group(ident(record), g) and _compatible(protocol, protocols[g])]
+        targets = [g for g in groups if same_cell_group(record, g) and _compatible(protocol, protocols[g])]
         if not targets:
-            targets = [(*ident(record), protocol_key(protocol))]
+            targets = [(*ident(record), protocol_key(protocol), training_key(record))]
             protocols[targets[0]] = protocol
         for gid in targets:
             groups.setdefault(gid, []).append(record)
     return dict(sorted(groups.items()))
+
+
+def _training_differences(groups: dict[GroupId, list[dict]]) -> dict[GroupId, tuple[str, ...]]:
+    """For groups that share task, dataset, profile and protocol but not the training setup: the
+    config keys in which each one differs from the others."""
+    siblings: dict[tuple[str, str, str, str], dict[str, dict]] = {}
+    for gid, records in groups.items():
+        siblings.setdefault(gid[:4], {})[gid[4]] = training_setup(records[0])
+    differences: dict[GroupId, tuple[str, ...]] = {}
+    for gid in groups:
+        setups = siblings[gid[:4]]
+        differences[gid] = _setup_differences(setups)[gid[4]] if len(setups) > 1 else ()
+    return differences
 
 
 def _new_column(metric: str) -> Column:
@@ -539,8 +617,10 @@ def _new_column(metric: str) -> Column:
     )
 
 
-def _build_table(gid: tuple[str, str, str, str], records: list[dict], reported: list[ReportedEntry]) -> Table:
-    task, dataset, profile, key = gid
+def _build_table(
+    gid: GroupId, records: list[dict], reported: list[ReportedEntry], differences: tuple[str, ...] = ()
+) -> Table:
+    task, dataset, profile, key, training = gid
     notes = Footnotes()
     ok_records = [r for r in records if r["status"] == "ok"]
     protocol = (ok_records or records)[0].get("protocol", {})
@@ -580,6 +660,9 @@ def _build_table(gid: tuple[str, str, str, str], records: list[dict], reported: 
         profile=profile,
         protocol=protocol,
         protocol_key=key,
+        training_key=training,
+        training_differences=differences,
+        overrides=tuple(o for o in records[0]["cell"].get("overrides") or () if not o.startswith("eval.")),
         columns=columns,
         rows=rows,
         footnotes=notes.texts,
@@ -592,8 +675,9 @@ def _build_table(gid: tuple[str, str, str, str], records: list[dict], reported: 
 
 def build_tables(records: Iterable[dict], reported: Sequence[ReportedEntry] | None = None) -> list[Table]:
     """Leaderboard tables from records (newest per cell), with published rows for their datasets."""
-    latest = latest_per_cell(records)
-    return [_build_table(gid, group, list(reported or ())) for gid, group in _group(latest).items()]
+    groups = _group(latest_per_cell(records))
+    differences = _training_differences(groups)
+    return [_build_table(gid, group, list(reported or ()), differences[gid]) for gid, group in groups.items()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,12 +702,21 @@ def _summary(records: list[dict]) -> str:
     return (
         f"Regenerated from {RECORDS_FILE}: {len(records)} records, {len(latest)} cells "
         f"({len(latest) - failed} ok, {failed} failed). Results under different evaluation protocols "
-        "(image counts included) are in separate tables and never ranked together."
+        "(image counts included) or training setups are in separate tables and never ranked together."
     )
 
 
 def _table_markdown(table: Table) -> list[str]:
     lines = [f"## {_md(table.title)}", "", f"Task kind: {table.task_kind or '–'}.", ""]
+    if table.overrides:
+        lines[-1:] = ["", "Profile overrides: " + ", ".join(f"`{_md(item)}`" for item in table.overrides) + ".", ""]
+    if table.training_differences:
+        lines[-1:] = [
+            "",
+            f"Trained differently from the other `{_md(table.profile)}` tables of this task and protocol: "
+            + ", ".join(f"`{_md(item)}`" for item in table.training_differences) + ".",
+            "",
+        ]
     lines.append("| Method | n | " + " | ".join(_md(c.label) for c in table.columns) + " |")
     lines.append("|:--|--:|" + "--:|" * len(table.columns))
     for row in table.rows:
@@ -677,6 +770,7 @@ CSV_COLUMNS = (
     "dataset",
     "profile",
     "protocol_key",
+    "training_key",
     "block",
     "method",
     "metric",
@@ -706,6 +800,7 @@ def leaderboard_frame(tables: Sequence[Table]) -> pd.DataFrame:
             "dataset": table.dataset,
             "profile": table.profile,
             "protocol_key": table.protocol_key,
+            "training_key": table.training_key,
         }
         protocol = json.dumps(table.protocol, sort_keys=True)
         resolution = _dims(table.protocol.get("resolution", ""))

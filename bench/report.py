@@ -343,8 +343,17 @@ def render_report(results_dir: Path, tables: list[Table], records: list[dict]) -
         for table in task_tables:
             body.append(
                 f"<h3>{_e(table.dataset)} <span class='tag'>profile {_e(table.profile or '–')}</span>"
-                f"<span class='tag'>protocol {_e(table.protocol_key)}</span></h3>"
+                f"<span class='tag'>protocol {_e(table.protocol_key)}</span>"
+                + (f"<span class='tag'>training {_e(table.training_key)}</span>" if table.training_differences else "")
+                + "</h3>"
             )
+            if table.overrides:
+                body.append(f"<p class='sub'>Profile overrides: {_e(', '.join(table.overrides))}</p>")
+            if table.training_differences:
+                body.append(
+                    f"<p class='sub'>Trained differently from the other {_e(table.profile)} tables of this task "
+                    f"and protocol: {_e(', '.join(table.training_differences))}</p>"
+                )
             body += [_board(table), _failures(table), _samples(results_dir, table), _videos(results_dir, table)]
         body.append("</section>")
     return (

@@ -55,6 +55,7 @@ def record(
     error: dict | None = None,
     artifacts: dict | None = None,
     salt: str = "",
+    config: dict | None = None,
 ) -> dict[str, Any]:
     """One record in the runner's shape."""
     return {
@@ -72,7 +73,7 @@ def record(
         },
         "status": status,
         "error": error,
-        "config": {"kind": "pose_transfer", "eval": {"metrics": sorted((metrics or {}).keys())}},
+        "config": {"kind": "pose_transfer", "eval": {"metrics": sorted((metrics or {}).keys())}, **(config or {})},
         "protocol": dict(PROTOCOL if protocol is None else protocol, dataset=dataset),
         "metrics": metrics or {},
         "timings": {"total_s": 1.0},
@@ -85,6 +86,23 @@ def record(
         },
         "artifacts": artifacts or {},
     }
+
+
+def training_config(steps: int, root: str = "/data") -> dict[str, Any]:
+    """A config section with a training setup: stage-2 steps, a data root, per-method options."""
+    return {
+        "dataset": {"name": "synthetic_persons", "root": root},
+        "model": {"ngf": 32, "methods": {"nonlocal_attn": {"heads": 2}}},
+        "train": {"stage2_steps": steps, "lr": 0.001, "checkpoint_every": steps // 2, "device": "cpu"},
+    }
+
+
+def trained_record(method: str, seed: int, metrics: dict[str, dict], steps: int, root: str = "/data",
+                   **kwargs: Any) -> dict[str, Any]:
+    """A record trained for ``steps`` stage-2 steps: 140 is the profile's own, others an override."""
+    made = record(method, seed, metrics, config=training_config(steps, root), salt=str(steps), **kwargs)
+    made["cell"]["overrides"] = [] if steps == 140 else [f"train.stage2_steps={steps}", "eval.batch_size=4"]
+    return made
 
 
 def failure(method: str, seed: int, **kwargs: Any) -> dict[str, Any]:

@@ -26,7 +26,16 @@ from bench.leaderboard import (
 )
 from bench.records import RecordsError
 from bench.registry import METRICS
-from fake_results import PROTOCOL, failure, metric, record, write_records, write_samples
+from fake_results import (
+    PROTOCOL,
+    failure,
+    metric,
+    record,
+    trained_record,
+    training_config,
+    write_records,
+    write_samples,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.html")
@@ -152,6 +161,41 @@ def test_different_fid_image_counts_go_to_separate_tables():
     labels = sorted(t.columns[0].label for t in tables)
     assert labels == ["FID ↓ (200 img)", "FID ↓ (50 img)"]
     assert sorted(dict(t.protocol_items())["generated images"] for t in tables) == ["200", "50"]
+
+
+def _trained(method: str, seed: int, ssim: float, steps: int, root: str = "/data", **kwargs) -> dict:
+    return trained_record(method, seed, {"ssim": metric(ssim)}, steps=steps, root=root, **kwargs)
+
+
+def test_cells_trained_differently_are_never_averaged_or_ranked_together():
+    records = [
+        _trained("gfla", 0, 0.60, steps=140),
+        _trained("gfla", 1, 0.62, steps=140, root="/elsewhere/data"),  # a file location: same setup
+        _trained("nonlocal_attn", 0, 0.61, steps=140),
+        _trained("gfla", 0, 0.75, steps=1400, created="2026-11-26T10:00:00+00:00"),  # newer, longer
+        failure("gfla", 2, config=training_config(1400)),  # joins the 1400-step table only
+    ]
+    tables = build_tables(records)
+    assert len(tables) == 2
+    short, long = sorted(tables, key=lambda t: len(t.rows[0].records))[::-1]
+    assert [(r.method, r.ok_seeds) for r in short.rows] == [("gfla", (0, 1)), ("nonlocal_attn", (0,))]
+    assert short.rows[0].entries["ssim"].mean == pytest.approx(0.61)  # not mixed with the 1400-step run
+    assert [(r.method, r.ok_seeds, r.failed_seeds) for r in long.rows] == [("gfla", (0,), (2,))]
+    assert short.training_differences == ("train.stage2_steps=140",)
+    assert long.training_differences == ("train.stage2_steps=1400",)
+    assert short.training_key != long.training_key
+    markdown = render_markdown(tables, records)
+    assert f"training {long.training_key}" in markdown
+    differs = "Trained differently from the other `quick` tables of this task and protocol:"
+    assert f"{differs} `train.stage2_steps=1400`" in markdown
+    assert "Profile overrides: `train.stage2_steps=1400`." in markdown  # eval.* overrides are not training
+    assert short.overrides == ()
+    assert set(leaderboard_frame(tables).training_key) == {short.training_key, long.training_key}
+
+
+def test_one_training_setup_keeps_the_plain_title():
+    (table,) = build_tables([_trained("gfla", 0, 0.6, steps=140), _trained("none", 0, 0.5, steps=140)])
+    assert table.training_differences == () and "training" not in table.title
 
 
 def test_failed_cells_are_marked_with_their_error():

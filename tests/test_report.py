@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from bench.leaderboard import write_leaderboards
-from fake_results import failure, metric, record, write_records, write_samples
+from fake_results import failure, metric, record, trained_record, write_records, write_samples
 
 
 class _Collector(HTMLParser):
@@ -118,3 +118,14 @@ def test_samples_grid_columns_and_flow_labels(results):
     assert header in text
     assert "flow s0" in text and "mask s1" in text
     assert "gfla: flow" in text and "none: flow" not in text  # the none baseline has no flows
+
+
+def test_tables_of_different_training_setups_are_labelled(tmp_path):
+    short = trained_record("gfla", 0, {"ssim": metric(0.6)}, steps=140)
+    long = trained_record("gfla", 0, {"ssim": metric(0.75)}, steps=1400)
+    write_records(tmp_path, [short, long])
+    write_leaderboards(tmp_path)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert html.count("<span class='tag'>training ") == 2
+    assert "Trained differently from the other quick tables of this task and protocol: train.stage2_steps=140" in html
+    assert "Profile overrides: train.stage2_steps=1400</p>" in html

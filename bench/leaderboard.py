@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -352,6 +352,18 @@ class Table:
     reported_columns: list[str] = field(default_factory=list)
     reported_notes: dict[int, tuple[int, ...]] = field(default_factory=dict)  # entry index -> footnotes
 
+    def setup_notes(self, code: Callable[[str], str] = str) -> list[tuple[str, tuple[str, ...]]]:
+        """(label, config items) lines under the title: the profile overrides and, where another
+        table of this task and protocol was trained differently, the keys that differ.  ``code``
+        formats the profile name inside the label (Markdown: as code)."""
+        notes = []
+        if self.overrides:
+            notes.append(("Profile overrides", self.overrides))
+        if self.training_differences:
+            notes.append((f"Trained differently from the other {code(self.profile)} tables of this task and protocol",
+                          self.training_differences))
+        return notes
+
     @property
     def title(self) -> str:
         dataset = self.dataset or "dataset unknown"
@@ -569,14 +581,6 @@ def _group(latest: list[dict]) -> dict[GroupId, list[dict]]:
         cell = record["cell"]
         return (cell["task"], cell.get("dataset") or "", cell.get("profile") or "")
 
-    def same_cell_group(failed: dict, gid: GroupId) -> bool:
-        """Same task, profile and training setup, and the same dataset unless the failure came
-        before it was known."""
-        task, dataset, profile = ident(failed)
-        training = training_key(failed)
-        return (task == gid[0] and profile == gid[2] and dataset in ("", gid[1])
-                and training in ("", gid[4]))
-
     for record in (r for r in latest if r["status"] == "ok"):
         protocol = record.get("protocol", {})
         gid = (*ident(record), protocol_key(protocol), training_key(record))
@@ -584,9 +588,16 @@ def _group(latest: list[dict]) -> dict[GroupId, list[dict]]:
         protocols[gid] = protocol
     for record in (r for r in latest if r["status"] == "failed"):
         protocol = record.get("protocol", {})
-        targets = [g for g in groups if same_cell_group(record, g) and _compatible(protocol, protocols[g])]
+        (task, dataset, profile), training = ident(record), training_key(record)
+        # same task, profile and training setup (where the failure recorded one), the same dataset
+        # unless the failure came before it was known, and a compatible protocol
+        targets = [
+            g for g in groups
+            if g[0] == task and g[2] == profile and dataset in ("", g[1]) and training in ("", g[4])
+            and _compatible(protocol, protocols[g])
+        ]
         if not targets:
-            targets = [(*ident(record), protocol_key(protocol), training_key(record))]
+            targets = [(task, dataset, profile, protocol_key(protocol), training)]
             protocols[targets[0]] = protocol
         for gid in targets:
             groups.setdefault(gid, []).append(record)
@@ -707,16 +718,10 @@ def _summary(records: list[dict]) -> str:
 
 
 def _table_markdown(table: Table) -> list[str]:
-    lines = [f"## {_md(table.title)}", "", f"Task kind: {table.task_kind or '–'}.", ""]
-    if table.overrides:
-        lines[-1:] = ["", "Profile overrides: " + ", ".join(f"`{_md(item)}`" for item in table.overrides) + ".", ""]
-    if table.training_differences:
-        lines[-1:] = [
-            "",
-            f"Trained differently from the other `{_md(table.profile)}` tables of this task and protocol: "
-            + ", ".join(f"`{_md(item)}`" for item in table.training_differences) + ".",
-            "",
-        ]
+    lines = [f"## {_md(table.title)}", "", f"Task kind: {table.task_kind or '–'}."]
+    for label, items in table.setup_notes(code=lambda text: f"`{text}`"):
+        lines += ["", f"{_md(label)}: " + ", ".join(f"`{_md(item)}`" for item in items) + "."]
+    lines.append("")
     lines.append("| Method | n | " + " | ".join(_md(c.label) for c in table.columns) + " |")
     lines.append("|:--|--:|" + "--:|" * len(table.columns))
     for row in table.rows:

@@ -347,13 +347,7 @@ def render_report(results_dir: Path, tables: list[Table], records: list[dict]) -
                 + (f"<span class='tag'>training {_e(table.training_key)}</span>" if table.training_differences else "")
                 + "</h3>"
             )
-            if table.overrides:
-                body.append(f"<p class='sub'>Profile overrides: {_e(', '.join(table.overrides))}</p>")
-            if table.training_differences:
-                body.append(
-                    f"<p class='sub'>Trained differently from the other {_e(table.profile)} tables of this task "
-                    f"and protocol: {_e(', '.join(table.training_differences))}</p>"
-                )
+            body += [f"<p class='sub'>{_e(label)}: {_e(', '.join(items))}</p>" for label, items in table.setup_notes()]
             body += [_board(table), _failures(table), _samples(results_dir, table), _videos(results_dir, table)]
         body.append("</section>")
     return (

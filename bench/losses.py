@@ -99,13 +99,15 @@ def correctness_loss(
     return total
 
 
-def affine_projection_residual(kernel_size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def affine_projection_residual(
+    kernel_size: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """R = I - A (A^T A)^-1 A^T for A = [u, v, 1] over the k x k patch (row-major): R g = fit residual."""
     offsets = torch.arange(kernel_size, dtype=torch.float64)
     v, u = torch.meshgrid(offsets, offsets, indexing="ij")
     design = torch.stack((u.flatten(), v.flatten(), torch.ones(kernel_size**2, dtype=torch.float64)), dim=1)
     hat = design @ torch.linalg.solve(design.T @ design, design.T)
-    return (torch.eye(kernel_size**2, dtype=torch.float64) - hat).to(dtype)
+    return (torch.eye(kernel_size**2, dtype=torch.float64) - hat).to(device=device, dtype=dtype)
 
 
 def affine_regularization(flow: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -124,7 +126,7 @@ def affine_regularization(flow: torch.Tensor, kernel_size: int) -> torch.Tensor:
         )
     coords = flow + pixel_grid(height, width, flow.device, flow.dtype)
     windows = F.unfold(coords.reshape(batch * 2, 1, height, width), kernel_size)  # (2B, k*k, P)
-    projection = affine_projection_residual(kernel_size, flow.dtype).to(flow.device)
+    projection = affine_projection_residual(kernel_size, flow.dtype, flow.device)
     residual = torch.einsum("ij,njp->nip", projection, windows)
     per_window = residual.pow(2).sum(dim=1).view(batch, 2, -1)
     return per_window.mean(dim=(0, 2)).sum()

@@ -144,3 +144,35 @@ def test_vgg_random_is_reproducible_and_returns_named_layers():
     assert out["relu5_2"].shape == (1, 512, SIZE // 16, SIZE // 16)
     with pytest.raises(ValueError, match="unknown VGG19 layer"):
         a(torch.zeros(1, 3, SIZE, SIZE), ["relu9_9"])
+
+
+def test_instance_norm_hides_the_source_colours_and_batch_norm_does_not():
+    """GFLA's encoders start with InstanceNorm on the raw image (pre-activation), so a per-channel
+    positive affine change of the source's colours reaches no layer: the generated image depends on
+    each channel's standardised pattern only.  A batch-statistics norm keeps the colours visible."""
+    data = inputs(1)
+    image = data.source_images[0]
+    recoloured = image * torch.tensor([0.5, 0.8, 0.3]).view(1, 3, 1, 1) + torch.tensor([0.2, -0.3, 0.4]).view(1, 3, 1, 1)
+    other = WarpInputs([torch.flip(image, dims=[3])], data.source_structures, data.target_structure)
+    changes = {}
+    for norm in ("instance", "batch"):
+        cfg = tiny_config()
+        cfg.model.norm = norm
+        torch.manual_seed(0)
+        generator = build_generator(cfg, "gfla", 1, STRUCTURE_CHANNELS)
+        with torch.no_grad():
+            for parameter in generator.parameters():  # away from the near-silent init (gain 0.02)
+                parameter.add_(0.05 * torch.randn_like(parameter))
+            for seed in range(1, 30):  # batch norm: running statistics of such inputs
+                generator(inputs(1, batch=4, seed=seed))
+            generator.eval()
+            out = generator(data)[0]
+            changes[norm] = (
+                (generator(WarpInputs([recoloured], data.source_structures, data.target_structure))[0] - out).abs().max(),
+                (generator(other)[0] - out).abs().max(),
+            )
+    recolour_instance, other_instance = changes["instance"]
+    assert other_instance > 1e-3  # the source matters ...
+    assert recolour_instance < other_instance * 1e-2  # ... but not its colours
+    recolour_batch, other_batch = changes["batch"]
+    assert recolour_batch > other_batch * 0.1

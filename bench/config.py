@@ -80,6 +80,9 @@ class TrainConfig:
     beta2: float = 0.999
     stage1_steps: int = 1000  # flow-estimator pretraining (two-stage warpers only)
     stage2_steps: int = 1000  # end-to-end training
+    # Fraction of each stage's last steps over which the lr falls linearly towards 0 (pix2pix's
+    # niter_decay, also in GFLA's code); GFLA trains with 0, a constant lr.
+    lr_decay: float = 0.0
     stage1_weights: dict[str, float] = field(
         default_factory=lambda: {"correctness": 20.0, "regularization": 0.01}
     )

@@ -5,7 +5,9 @@ sampling correctness x20 + affine regularisation x0.01 (``train.stage1_weights``
 the generator end to end with L1, VGG content and style, LSGAN and, when the warper's plan carries
 ``"flows"``, correctness and regularisation (``train.stage2_weights``), plus ``warper.extra_losses``.
 Per iteration: forward, a discriminator step on the detached fake, a generator step with D frozen.
-Adam with betas (beta1, beta2) = (0, 0.999) by default, D lr = d_lr_ratio x lr, constant LR.
+Adam with betas (beta1, beta2) = (0, 0.999) by default, D lr = d_lr_ratio x lr, constant LR unless
+``train.lr_decay`` > 0 (then linear decay over that fraction of each stage's last steps, see
+:func:`lr_factor`).
 
 Face animation (``cfg.kind == "face_animation"``) is recurrent (gfla-facts §3.2): two sources, the
 previous *generated* frame and the reference (first) frame, previous = reference for the first
@@ -87,6 +89,19 @@ def frame_differences(clip: torch.Tensor) -> torch.Tensor:
     return (clip[:, 1:] - clip[:, :-1]).flatten(1, 2)
 
 
+def lr_factor(step: int, stage_steps: int, decay: float) -> float:
+    """Multiplier of the base lr for 0-based ``step`` of a stage of ``stage_steps`` steps.
+
+    pix2pix's 'lambda' policy per stage: constant, then over the last ``round(decay * stage_steps)``
+    steps a linear fall ``1 - k / (n + 1)`` for the k-th of those n steps, so no step has lr 0.
+    """
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"train.lr_decay: expected a fraction in [0, 1], got {decay}")
+    decay_steps = round(decay * stage_steps)
+    into_decay = step - (stage_steps - decay_steps) + 1
+    return 1.0 - max(0, into_decay) / (decay_steps + 1)
+
+
 def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """The batches of ``epoch``: a permutation seeded by (seed, epoch), incomplete last batch dropped."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -162,6 +177,10 @@ class Trainer:
         if self.two_stage:
             self.optimizers["stage1"] = torch.optim.Adam(self.warper.pretrain_parameters(), lr=train.lr, betas=betas)
 
+        # Base lrs from the config, not from optimiser state (checkpoints of any age resume alike).
+        self._base_lr = {name: optimizer.param_groups[0]["lr"] for name, optimizer in self.optimizers.items()}
+        lr_factor(0, 1, train.lr_decay)  # a bad fraction fails here, not after stage 1
+
         self.stage = 1 if self.two_stage else 2
         self.step = 0
         self.epoch = 0
@@ -207,6 +226,7 @@ class Trainer:
                 return
             self.generator.train()
             self.discriminator.train()
+            self._set_learning_rates()
             values = self._video_step() if self.video else self._pair_step()
             self.step += 1
             done += 1
@@ -251,6 +271,15 @@ class Trainer:
         for term, value, flag in zip(terms, values.tolist(), bad.tolist()):
             if flag:
                 raise NonFiniteLossError(self.stage, self.step + 1, term, value)
+
+    def _set_learning_rates(self) -> None:
+        """Scale every optimiser's base lr by :func:`lr_factor` for the step about to be taken."""
+        train = self.cfg.train
+        steps = train.stage1_steps if self.stage == 1 else train.stage2_steps
+        factor = lr_factor(self.step, steps, train.lr_decay)
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self._base_lr[name] * factor
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Average the gradients of the optimiser's parameters over the ranks, then step."""

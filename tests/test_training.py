@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import losses
-from bench.training import NonFiniteLossError, Trainer, frame_differences
+from bench.training import NonFiniteLossError, Trainer, frame_differences, lr_factor
 from gfla_tiny import SIZE, DriftingClips, ShiftedTextures, tiny_config
 
 
@@ -64,10 +64,12 @@ def assert_same_training(a: Trainer, b: Trainer) -> None:
             assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize("lr_decay", [0.0, 0.5])
 @pytest.mark.parametrize("stop_after", [2, 5])  # mid stage 1, mid stage 2
-def test_resume_from_state_dict_is_bit_identical(stop_after):
+def test_resume_from_state_dict_is_bit_identical(stop_after, lr_decay):
     cfg = tiny_config()
     cfg.train.stage1_steps, cfg.train.stage2_steps = 3, 4
+    cfg.train.lr_decay = lr_decay
     data = ShiftedTextures(count=5)  # batch 2 of 5: epochs roll over inside the run
     uninterrupted = Trainer(cfg, "gfla", data, "cpu", seed=3)
     full_log = collect(uninterrupted)
@@ -81,6 +83,33 @@ def test_resume_from_state_dict_is_bit_identical(stop_after):
     tail = collect(resumed)
     assert head + tail == full_log
     assert_same_training(uninterrupted, resumed)
+
+
+def test_lr_decays_linearly_over_the_last_fraction_of_each_stage():
+    assert [lr_factor(i, 4, 0.0) for i in range(4)] == [1.0] * 4
+    assert [lr_factor(i, 4, 0.5) for i in range(4)] == pytest.approx([1, 1, 2 / 3, 1 / 3])
+    assert [lr_factor(i, 3, 1.0) for i in range(3)] == pytest.approx([3 / 4, 2 / 4, 1 / 4])
+    cfg = tiny_config()
+    cfg.train.stage1_steps, cfg.train.stage2_steps, cfg.train.lr_decay = 4, 4, 0.5
+    trainer = Trainer(cfg, "gfla", ShiftedTextures(), "cpu", seed=0)
+    seen: list[tuple[int, float, float]] = []
+
+    def record(stage: int, step: int, values: dict) -> None:
+        names = ("stage1", "stage1") if stage == 1 else ("g", "d")
+        seen.append(tuple(trainer.optimizers[name].param_groups[0]["lr"] for name in names))
+
+    trainer.run(record)
+    lr, d_lr = cfg.train.lr, cfg.train.lr * cfg.train.d_lr_ratio
+    ramp = [1, 1, 2 / 3, 1 / 3]
+    assert [pair[0] for pair in seen] == pytest.approx([lr * f for f in ramp] * 2)
+    assert [pair[1] for pair in seen[4:]] == pytest.approx([d_lr * f for f in ramp])
+
+
+def test_lr_decay_outside_zero_one_is_named():
+    cfg = tiny_config()
+    cfg.train.lr_decay = 1.5
+    with pytest.raises(ValueError, match=r"train.lr_decay: expected a fraction in \[0, 1\], got 1.5"):
+        Trainer(cfg, "gfla", ShiftedTextures(), "cpu", seed=0)
 
 
 def test_non_finite_loss_names_stage_step_and_term(monkeypatch):

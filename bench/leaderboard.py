@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.config import read_yaml
+from bench.config import TaskConfig, read_yaml, to_dict
 from bench.records import RECORDS_FILE, SCHEMA_VERSION, RecordsError, parse_records
 from bench.registry import METRICS, RegistryError
 
@@ -129,11 +129,13 @@ NON_TRAINING_KEYS = {"dataset": ("root",), "train": ("checkpoint_every", "device
 def training_setup(record: dict) -> dict[str, Any]:
     """What a cell was trained on and with: the record's dataset, model and train config (every
     method's options included: one run resolves them alike for all its cells), less file locations
-    and execution details."""
+    and execution details.  A key that a record's config lacks (the record predates it) counts with
+    its schema default, which is what that older code did (e.g. ``train.lr_decay`` 0: constant lr)."""
     config = record.get("config") or {}
+    defaults = to_dict(TaskConfig())
     setup: dict[str, Any] = {}
     for section in ("dataset", "model", "train"):
-        values = dict(config.get(section) or {})
+        values = {**defaults[section], **config[section]} if config.get(section) else {}
         for key in NON_TRAINING_KEYS.get(section, ()):
             values.pop(key, None)
         if values:

@@ -22,6 +22,7 @@ from bench.leaderboard import (
     protocol_key,
     render_latex,
     render_markdown,
+    training_key,
     write_leaderboards,
 )
 from bench.records import RecordsError
@@ -177,7 +178,7 @@ def test_cells_trained_differently_are_never_averaged_or_ranked_together():
     ]
     tables = build_tables(records)
     assert len(tables) == 2
-    short, long = sorted(tables, key=lambda t: len(t.rows[0].records))[::-1]
+    short, long = sorted(tables, key=lambda t: len(t.rows), reverse=True)  # 2 methods at 140 steps, 1 at 1400
     assert [(r.method, r.ok_seeds) for r in short.rows] == [("gfla", (0, 1)), ("nonlocal_attn", (0,))]
     assert short.rows[0].entries["ssim"].mean == pytest.approx(0.61)  # not mixed with the 1400-step run
     assert [(r.method, r.ok_seeds, r.failed_seeds) for r in long.rows] == [("gfla", (0,), (2,))]
@@ -196,6 +197,16 @@ def test_cells_trained_differently_are_never_averaged_or_ranked_together():
 def test_one_training_setup_keeps_the_plain_title():
     (table,) = build_tables([_trained("gfla", 0, 0.6, steps=140), _trained("none", 0, 0.5, steps=140)])
     assert table.training_differences == () and "training" not in table.title
+
+
+def test_a_key_an_older_record_lacks_counts_with_its_default():
+    older = _trained("gfla", 0, 0.6, steps=140)  # its train config has no lr_decay: constant lr
+    constant, decayed = _trained("none", 0, 0.5, steps=140), _trained("plain_flow", 0, 0.5, steps=140)
+    constant["config"]["train"]["lr_decay"], decayed["config"]["train"]["lr_decay"] = 0.0, 0.5
+    assert training_key(older) == training_key(constant) != training_key(decayed)
+    tables = build_tables([older, constant, decayed])
+    assert [table.training_differences for table in tables] in (
+        [("train.lr_decay=0.0",), ("train.lr_decay=0.5",)], [("train.lr_decay=0.5",), ("train.lr_decay=0.0",)])
 
 
 def test_failed_cells_are_marked_with_their_error():

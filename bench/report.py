@@ -67,7 +67,7 @@ table.kv td, table.kv th { padding: 3px 12px 3px 0; text-align: left; font-size:
 table.samples td, table.samples th { border: none; padding: 3px; text-align: center; font-size: 12px; }
 table.samples thead th { background: none; border: none; text-align: center; font-weight: 600; }
 table.samples img { width: 112px; image-rendering: pixelated; border: 1px solid var(--line); display: block; }
-.missing { display: inline-block; width: 112px; font-size: 11px; color: var(--bad); }
+.missing { display: inline-block; width: 112px; font-size: 11px; color: var(--bad); overflow-wrap: anywhere; }
 ul.failures li { margin-bottom: 6px; }
 details pre { background: var(--band); padding: 8px; overflow-x: auto; font-size: 12px; max-height: 300px; }
 .key { display: flex; align-items: center; gap: 10px; font-size: 12px; color: var(--muted); margin: 4px 0; }

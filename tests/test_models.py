@@ -152,7 +152,8 @@ def test_instance_norm_hides_the_source_colours_and_batch_norm_does_not():
     each channel's standardised pattern only.  A batch-statistics norm keeps the colours visible."""
     data = inputs(1)
     image = data.source_images[0]
-    recoloured = image * torch.tensor([0.5, 0.8, 0.3]).view(1, 3, 1, 1) + torch.tensor([0.2, -0.3, 0.4]).view(1, 3, 1, 1)
+    scale, offset = torch.tensor([0.5, 0.8, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, -0.3, 0.4]).view(1, 3, 1, 1)
+    recoloured = WarpInputs([image * scale + offset], data.source_structures, data.target_structure)
     other = WarpInputs([torch.flip(image, dims=[3])], data.source_structures, data.target_structure)
     changes = {}
     for norm in ("instance", "batch"):
@@ -168,7 +169,7 @@ def test_instance_norm_hides_the_source_colours_and_batch_norm_does_not():
             generator.eval()
             out = generator(data)[0]
             changes[norm] = (
-                (generator(WarpInputs([recoloured], data.source_structures, data.target_structure))[0] - out).abs().max(),
+                (generator(recoloured)[0] - out).abs().max(),
                 (generator(other)[0] - out).abs().max(),
             )
     recolour_instance, other_instance = changes["instance"]

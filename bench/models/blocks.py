@@ -5,9 +5,10 @@ normalises the raw image or structure maps, as the original does.  With Instance
 generator blind to the source's colours up to a per-channel positive affine map (scale and offset of
 each of R, G, B): the output is unchanged when they change (``tests/test_models.py``), so absolute
 colour can only be inferred from what the data makes predictable (a constant backdrop, skin tones).
-``model.norm: batch`` normalises with batch statistics instead and keeps per-image colour visible.  Attribute names inside the blocks
-(``model``, ``shortcut``) are kept stable so that the official GFLA checkpoints can be mapped onto
-them positionally.
+``model.norm: batch`` normalises with batch statistics instead and keeps per-image colour visible.
+
+Attribute names inside the blocks (``model``, ``shortcut``) are kept stable so that the official
+GFLA checkpoints can be mapped onto them positionally.
 """
 
 from __future__ import annotations

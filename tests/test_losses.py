@@ -10,6 +10,7 @@ import torch
 
 from bench import losses
 from bench.models.vgg import VGG19Features
+from bench.ops.flow_warp import flow_warp
 
 
 def test_correctness_layer_follows_the_original_table():
@@ -36,6 +37,44 @@ def test_correctness_prefers_the_true_flow():
     right = losses.sampling_correctness(source, target, true_flow)
     wrong = losses.sampling_correctness(source, target, torch.zeros(1, 2, 12, 12))
     assert 0 < right < wrong
+
+
+def _backdrop_scene() -> torch.Tensor:
+    """A 64x64 image in [-1, 1]: a light vertical-gradient backdrop with a smooth textured figure."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.linspace(0.75, 0.55, 64).view(1, 1, 64, 1).expand(1, 3, 64, 64).clone()
+    texture = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 5, generator=generator) * 2 - 1, size=(32, 20),
+                                              mode="bilinear", align_corners=False)
+    image[:, :, 16:48, 22:42] = texture
+    return image
+
+
+@pytest.mark.parametrize("padding", ["replicate", "zeros"])
+def test_random_vgg_correctness_is_lowest_at_the_true_shift_only_without_zero_padding(padding):
+    """Shift a figure on a plain backdrop by (8, 4) px: the relu3_1 correctness loss over constant
+    flows must be lowest at the true flow (2, 1) in relu3_1 pixels.  The random trunk's replicate
+    padding gets it there; zero padding (the ImageNet trunk's) gives the untrained features a border
+    signature that pulls the minimum towards zero flow."""
+    vgg = VGG19Features("random")
+    for layer in vgg.features:
+        if isinstance(layer, torch.nn.Conv2d):
+            assert layer.padding_mode == "replicate"
+            layer.padding_mode = padding
+    source = _backdrop_scene()
+    shift = torch.tensor([8.0, 4.0]).view(1, 2, 1, 1).expand(1, 2, 64, 64)
+    target = flow_warp(source, shift)  # target(p) = source(p + (8, 4))
+    with torch.no_grad():
+        source_feature, target_feature = vgg(source, ["relu3_1"])["relu3_1"], vgg(target, ["relu3_1"])["relu3_1"]
+        loss = {
+            (fx, fy): float(losses.sampling_correctness(
+                source_feature, target_feature, torch.tensor([fx, fy]).view(1, 2, 1, 1).expand(1, 2, 16, 16)))
+            for fx in np.arange(-1.0, 3.01, 0.5) for fy in np.arange(-1.0, 3.01, 0.5)
+        }
+    best = min(loss, key=loss.get)
+    if padding == "replicate":
+        assert best == (2.0, 1.0)
+    else:
+        assert loss[(2.0, 1.0)] > loss[(0.0, 0.0)]
 
 
 def test_correctness_matches_its_formula():

@@ -14,6 +14,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -126,13 +127,19 @@ def protocol_key(protocol: dict) -> str:
 NON_TRAINING_KEYS = {"dataset": ("root",), "train": ("checkpoint_every", "device", "num_workers")}
 
 
+@functools.cache
+def _schema_defaults() -> dict[str, Any]:
+    """The resolved config of an empty TaskConfig (read-only: callers copy what they merge)."""
+    return to_dict(TaskConfig())
+
+
 def training_setup(record: dict) -> dict[str, Any]:
     """What a cell was trained on and with: the record's dataset, model and train config (every
     method's options included: one run resolves them alike for all its cells), less file locations
     and execution details.  A key that a record's config lacks (the record predates it) counts with
     its schema default, which is what that older code did (e.g. ``train.lr_decay`` 0: constant lr)."""
     config = record.get("config") or {}
-    defaults = to_dict(TaskConfig())
+    defaults = _schema_defaults()
     setup: dict[str, Any] = {}
     for section in ("dataset", "model", "train"):
         values = {**defaults[section], **config[section]} if config.get(section) else {}

@@ -238,6 +238,14 @@ def _reference_subset(reference, size: int | None):
     return Subset(reference, indices)
 
 
+def evaluated_indices(cfg: TaskConfig, test_set) -> list[int]:
+    """The test items a cell generates and scores: all videos; pairs up to ``eval.num_images``."""
+    limit = len(test_set)
+    if cfg.kind not in VIDEO_KINDS and cfg.eval.num_images is not None:
+        limit = min(cfg.eval.num_images, limit)
+    return list(range(limit))
+
+
 def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, progress) -> dict[str, Any] | None:
     """Generate the test outputs, save them, compute the metrics and the report samples.
 
@@ -250,10 +258,7 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
     out_dir = Path(options.work_dir) / "cells" / key / "outputs"
     samples_dir = Path(options.results_dir) / "samples" / key
     fmt = cfg.eval.output_format
-    limit = len(test_set)  # eval.num_images caps pair samples; videos are all animated
-    if cfg.kind not in VIDEO_KINDS and cfg.eval.num_images is not None:
-        limit = min(cfg.eval.num_images, limit)
-    indices = distributed.shard(list(range(limit)))
+    indices = distributed.shard(evaluated_indices(cfg, test_set))
     generated: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []  # (fake, real, names), uint8
     if cfg.kind in VIDEO_KINDS:
         videos = []

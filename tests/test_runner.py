@@ -116,3 +116,12 @@ def test_task_selection_accepts_kinds_and_defaults_to_the_embedded_suite():
         "view_synthetic_chair", "view_synthetic_car"]
     with pytest.raises(UnknownNameError, match="unknown task 'pose_transfr'"):
         select_tasks(["pose_transfr"])
+
+
+def test_cells_score_pairs_up_to_num_images_and_every_frame_of_every_video():
+    from bench.cell import evaluated_indices
+    from bench.taskspec import load_task
+
+    assert evaluated_indices(load_task("pose_synthetic", "smoke", ["eval.num_images=3"]), range(10)) == [0, 1, 2]
+    assert evaluated_indices(load_task("pose_synthetic", "smoke", ["eval.num_images=20"]), range(10)) == list(range(10))
+    assert evaluated_indices(load_task("face_synthetic", "smoke", ["eval.num_images=1"]), range(4)) == [0, 1, 2, 3]

@@ -123,7 +123,11 @@ class ResBlock(nn.Module):
 
 
 class ResBlockDecoder(nn.Module):
-    """Pre-activation residual up-block: doubles the resolution with 3x3 transposed convs."""
+    """Pre-activation residual up-block: doubles the resolution with 3x3 transposed convs.
+
+    ``hidden_channels`` defaults to ``in_channels`` as in the original (the generator's decoder
+    stages use that default; the flow estimator passes ``out_channels``).
+    """
 
     def __init__(
         self,
@@ -134,7 +138,7 @@ class ResBlockDecoder(nn.Module):
         use_spect: bool = False,
     ):
         super().__init__()
-        hidden_channels = hidden_channels or out_channels
+        hidden_channels = hidden_channels or in_channels
         self.model = nn.Sequential(
             make_norm(norm, in_channels),
             make_activation(),
@@ -181,7 +185,7 @@ class Output(nn.Module):
 class ResBlockEncoder(nn.Module):
     """Discriminator down-block (no norm): act, conv3x3, act, conv4x4 s2; shortcut avg-pool + 1x1 conv.
 
-    ``preactivate=False`` drops the leading activation, for the first block that sees raw images.
+    The leading activation applies to the first block too, raw images included, as in the original.
     """
 
     def __init__(
@@ -190,17 +194,15 @@ class ResBlockEncoder(nn.Module):
         out_channels: int,
         hidden_channels: int | None = None,
         use_spect: bool = True,
-        preactivate: bool = True,
     ):
         super().__init__()
-        hidden_channels = hidden_channels or out_channels
-        layers: list[nn.Module] = [make_activation()] if preactivate else []
-        layers += [
+        hidden_channels = hidden_channels or in_channels
+        self.model = nn.Sequential(
+            make_activation(),
             conv(in_channels, hidden_channels, 3, 1, 1, use_spect),
             make_activation(),
             conv(hidden_channels, out_channels, 4, 2, 1, use_spect),
-        ]
-        self.model = nn.Sequential(*layers)
+        )
         self.shortcut = nn.Sequential(
             nn.AvgPool2d(2), conv(in_channels, out_channels, 1, use_spect=use_spect)
         )

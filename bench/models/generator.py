@@ -7,18 +7,9 @@ ResBlockDecoder each) and an Output conv with tanh.  Before decoder stage ``i`` 
 scale to the decoder state, and :func:`bench.warp.blend` mixes them in.  The warper only changes
 *how* features are transported, so every method is compared under the same backbone.
 
-Mapping of the official GFLA pose checkpoint (``PoseGenerator`` state dict) onto ours; the names
-inside the blocks (``block0``, ``encoder{i}``, ``decoder{i}``, ``jump{i}``, ``output{i}``,
-``mask{i}``) are kept, so only prefixes change (not yet exercised against a released file)::
-
-    source.block0.* / source.encoder{i}.*     -> sources.0.block0.* / sources.0.encoder{i}.*
-    source_previous.* / source_reference.*    -> sources.0.* / sources.1.*   (face model)
-    target.block0.* / target.encoder{i}.*     -> target_encoder.block0.* / target_encoder.encoder{i}.*
-    target.decoder{i}.*                       -> decoder{i}.*
-    target.outconv.*                          -> outconv.*
-    target.attn{i}.*  (ExtractorAttn)         -> warper.attention.{scale}.0.*  (scale = index of layer
-                                                 layers - i in the coarse -> fine scale list)
-    flow_net.*                                -> warper.flow_estimator.*
+Shapes follow GFLA's ``PoseGenerator`` exactly (its decoder stages' ResBlockDecoder has a hidden
+width equal to its input width), so a released pose checkpoint loads with
+:func:`bench.models.official.load_pose_generator`, whose docstring maps the keys.
 """
 
 from __future__ import annotations
@@ -123,7 +114,7 @@ class Generator(nn.Module):
             c_in = level_channels(ngf, img_f, model.layers - i)
             c_out = level_channels(ngf, img_f, model.layers - i - 1)
             stage = [ResBlock(c_in, c_in, c_in, norm) for _ in range(model.num_blocks - 1)]
-            stage.append(ResBlockDecoder(c_in, c_out, c_out, norm))
+            stage.append(ResBlockDecoder(c_in, c_out, norm=norm))  # hidden width c_in, as the original
             setattr(self, f"decoder{i}", nn.Sequential(*stage))
         self.outconv = Output(ngf, image_channels)
         init_weights(self, model.init_gain)  # the backbone only: the warper initialises itself

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,7 +11,9 @@ from bench.config import TaskConfig
 from bench.models.discriminator import ResDiscriminator
 from bench.models.flow_net import FlowEstimator
 from bench.models.generator import build_generator, make_warp_setup
+from bench.models.official import OfficialCheckpointError, convert_pose_generator, load_pose_generator
 from bench.models.vgg import WEIGHTS_FILE, VGG19Features
+from bench.taskspec import load_task
 from bench.warp import WarpInputs
 from gfla_tiny import SIZE, STRUCTURE_CHANNELS, tiny_config
 
@@ -177,3 +181,56 @@ def test_instance_norm_hides_the_source_colours_and_batch_norm_does_not():
     assert recolour_instance < other_instance * 1e-2  # ... but not its colours
     recolour_batch, other_batch = changes["batch"]
     assert recolour_batch > other_batch * 0.1
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def official_state(name: str) -> dict[str, torch.Tensor]:
+    """A state dict in the layout of GFLA's released generator, from its key/shape listing; the
+    ``conv1`` aliases share their tensor with ``model.2``, as in a saved file."""
+    shapes = {}
+    for line in (FIXTURES / f"gfla_pose_generator_{name}.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split()
+            shapes[key] = tuple(int(n) for n in shape.split("x"))
+    generator = torch.Generator().manual_seed(0)
+    state = {key: torch.randn(shape, generator=generator) for key, shape in shapes.items()}
+    for key in shapes:
+        if ".conv1." in key:
+            state[key] = state[key.replace(".conv1.", ".model.2.")]
+    return state
+
+
+@pytest.mark.parametrize("task", ["pose_deepfashion", "pose_market"])
+def test_released_generator_loads_key_for_key_and_shape_for_shape(task, tmp_path):
+    cfg = load_task(task, "paper")
+    state = official_state("fashion" if task == "pose_deepfashion" else "market")
+    path = tmp_path / "latest_net_G.pth"
+    torch.save({f"module.{key}": value for key, value in state.items()}, path)  # as saved from DataParallel
+    generator = build_generator(cfg, "gfla", 1, 18)
+    load_pose_generator(generator, path, cfg.model)  # strict: every key, every shape
+    ours = generator.state_dict()
+    assert torch.equal(ours["decoder0.1.shortcut.weight"], state["target.decoder0.1.shortcut.0.weight"])
+    assert torch.equal(ours["decoder0.0.model.2.weight"], state["target.decoder0.0.model.0.model.2.weight"])
+    assert torch.equal(ours["warper.flow_estimator.jump0.model.2.weight"], state["flow_net.jump0.conv1.weight"])
+    finest_stage = cfg.model.layers - min(cfg.model.attn_layers)  # our scales run coarse -> fine
+    assert torch.equal(
+        ours[f"warper.attention.{len(cfg.model.attn_layers) - 1}.0.fully_connect_layer.0.weight"],
+        state[f"target.attn{finest_stage}.fully_connect_layer.0.weight"],
+    )
+
+
+def test_released_generator_with_another_config_is_a_clear_error(tmp_path):
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(official_state("fashion"), path)
+    cfg = load_task("pose_deepfashion", "paper", ["model.ngf=32"])
+    with pytest.raises(OfficialCheckpointError, match=r"(?s)latest_net_G\.pth.*size mismatch"):
+        load_pose_generator(build_generator(cfg, "gfla", 1, 18), path, cfg.model)
+    state = official_state("fashion")
+    state["flow_net.jump0.conv1.weight"] = state["flow_net.jump0.conv1.weight"] + 1
+    with pytest.raises(OfficialCheckpointError, match=r"flow_net\.jump0\.conv1\.weight: expected the same tensor"):
+        convert_pose_generator(state, cfg.model)
+    layer_3_absent = r"target\.attn0: attention at layer 3, but model\.attn_layers is \[2\]"
+    with pytest.raises(OfficialCheckpointError, match=layer_3_absent):
+        convert_pose_generator(official_state("fashion"), load_task("pose_market", "paper").model)

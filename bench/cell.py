@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
 from bench import distributed
-from bench.checkpoint import load_checkpoint, save_checkpoint
+from bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bench.config import TaskConfig
 from bench.metrics.base import EvalContext, MetricResult
 from bench.registry import DATASETS
@@ -191,7 +191,12 @@ def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: 
     resumed_from = None
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, map_location=device)
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError) as exc:  # e.g. written by a version with other shapes
+            raise CheckpointError(
+                f"{checkpoint_path}: does not fit this cell's model ({exc}); --force retrains the cell"
+            ) from exc
         resumed_from = {"stage": state["stage"], "step": state["step"]}
     if distributed.any_rank(torch.tensor([distributed.broadcast_from_main(resumed_from) != resumed_from])).item():
         raise RuntimeError(

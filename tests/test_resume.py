@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.checkpoint import CheckpointError, load_checkpoint
+from bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bench.cli import main
 from bench.runner import Cell
 from cli_runs import bench_args, metric_values, records, run_bench, start_bench
@@ -106,6 +106,24 @@ def test_damaged_checkpoint_fails_the_cell_naming_the_file(tmp_path: Path, unint
     assert record["error"]["phase"] == "train" and record["error"]["type"] == "CheckpointError"
     assert str(path) in record["error"]["message"] and "checksum mismatch" in record["error"]["message"]
     assert path.read_bytes() == bytes(data)  # left for the user to inspect, not overwritten by a new run
+
+
+def test_checkpoint_of_another_model_shape_fails_the_cell_naming_the_file_and_force(
+    tmp_path: Path, uninterrupted: Path
+) -> None:
+    """A checkpoint written by a version with other layer shapes is not loaded half-way."""
+    state = load_checkpoint(_cell_dir(uninterrupted) / "checkpoint.pt")
+    weight = state["generator"]["outconv.model.2.weight"]
+    state["generator"]["outconv.model.2.weight"] = torch.zeros(weight.shape[0], weight.shape[1] * 2, 3, 3)
+    path = _cell_dir(tmp_path) / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(state, path)
+
+    assert main(bench_args(tmp_path, *ARGS, data_root=uninterrupted / "data")) == 0
+    [record] = records(tmp_path)
+    assert record["status"] == "failed" and record["error"]["type"] == "CheckpointError"
+    message = record["error"]["message"]
+    assert str(path) in message and "outconv.model.2.weight" in message and "--force retrains" in message
 
 
 def test_resumed_checkpoint_of_a_finished_cell_skips_training(tmp_path: Path, uninterrupted: Path) -> None:

@@ -1,6 +1,6 @@
 """GFLA's ResDiscriminator: a spectral-normed residual patch discriminator for the LSGAN loss.
 
-``d_layers`` down-blocks (the first without leading activation, as it sees raw images), widths
+``d_layers`` down-blocks (each starting with LeakyReLU, the first on the raw image too), widths
 ndf * 2**i capped at ``d_img_f``, then LeakyReLU and a spectral-normed 1x1 conv to a 1-channel
 patch map (no sigmoid: the LSGAN loss is an MSE on raw scores).  No normalisation layers.
 """
@@ -21,7 +21,7 @@ class ResDiscriminator(nn.Module):
         super().__init__()
         ndf, cap = model.ndf, model.d_img_f
         self.layers = model.d_layers
-        self.block0 = ResBlockEncoder(in_channels, ndf, ndf, use_spect, preactivate=False)
+        self.block0 = ResBlockEncoder(in_channels, ndf, ndf, use_spect)
         for i in range(1, model.d_layers):
             c_in, c_out = level_channels(ndf, cap, i), level_channels(ndf, cap, i + 1)
             setattr(self, f"encoder{i - 1}", ResBlockEncoder(c_in, c_out, c_in, use_spect))

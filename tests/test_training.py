@@ -28,16 +28,17 @@ def roundtrip(state: dict) -> dict:
 
 def test_both_stages_run_and_the_losses_decrease():
     cfg = tiny_config()
-    cfg.train.stage1_steps, cfg.train.stage2_steps = 8, 8
+    cfg.train.stage1_steps, cfg.train.stage2_steps = 8, 16
     cfg.train.stage2_weights = {"l1": 5.0, "content": 0.5, "correctness": 5.0, "regularization": 0.0025}
     trainer = Trainer(cfg, "gfla", ShiftedTextures(count=2), "cpu", seed=0)  # one batch: full-batch descent
     log = collect(trainer)
-    assert [(stage, step) for stage, step, _ in log] == [(1, i) for i in range(1, 9)] + [(2, i) for i in range(1, 9)]
+    assert [(stage, step) for stage, step, _ in log] == [(1, i) for i in range(1, 9)] + [(2, i) for i in range(1, 17)]
     assert set(log[0][2]) == {"correctness", "regularization", "total"}
     stage1 = [values["correctness"] for stage, _, values in log if stage == 1]
     stage2 = [values["l1"] for stage, _, values in log if stage == 2]
     assert stage1[-1] < stage1[0]
-    assert stage2[-1] < stage2[0]
+    # Adam with beta1 = 0 (GFLA's) does not descend monotonically: compare the first and last 4 steps
+    assert sum(stage2[-4:]) < sum(stage2[:4])
     assert trainer.finished
     assert collect(trainer) == []  # nothing left to do
 

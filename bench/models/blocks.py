@@ -7,8 +7,8 @@ each of R, G, B): the output is unchanged when they change (``tests/test_models.
 colour can only be inferred from what the data makes predictable (a constant backdrop, skin tones).
 ``model.norm: batch`` normalises with batch statistics instead and keeps per-image colour visible.
 
-Attribute names inside the blocks (``model``, ``shortcut``) are kept stable so that the official
-GFLA checkpoints can be mapped onto them positionally.
+Attribute names inside the blocks (``model``, ``shortcut``) follow the original's, so that its
+released checkpoints map onto them (:mod:`bench.models.official`).
 """
 
 from __future__ import annotations

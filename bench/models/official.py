@@ -38,8 +38,11 @@ class OfficialCheckpointError(ValueError):
     """A state dict that is not a GFLA PoseGenerator of the configured shape."""
 
 
-def _rename(key: str, model: ModelConfig) -> str:
-    """Our name for the original's ``key`` (an alias already removed)."""
+Rule = tuple[re.Pattern, Callable[[re.Match], str]]
+
+
+def _rules(model: ModelConfig) -> list[Rule]:
+    """(pattern, our name) for the original's keys under ``model`` (aliases are handled apart)."""
     scales = sorted(set(model.attn_layers), reverse=True)
     last = model.num_blocks - 1
     rules: list[tuple[str, Callable[[re.Match], str]]] = [
@@ -56,8 +59,13 @@ def _rename(key: str, model: ModelConfig) -> str:
         ]
     else:  # decoder<i> = Sequential(ResBlockDecoder)
         rules.append((r"target\.decoder(\d+)\.0\.(.*)", lambda m: f"decoder{m[1]}.0.{m[2]}"))
+    return [(re.compile(pattern), build) for pattern, build in rules]
+
+
+def _rename(key: str, rules: list[Rule]) -> str:
+    """Our name for the original's ``key`` (an alias already removed)."""
     for pattern, build in rules:
-        match = re.fullmatch(pattern, key)
+        match = pattern.fullmatch(key)
         if match:
             return build(match).replace(".shortcut.0.", ".shortcut.")
     raise OfficialCheckpointError(f"{key}: not a key of GFLA's PoseGenerator")
@@ -75,6 +83,7 @@ def _scale(stage: int, model: ModelConfig, scales: list[int]) -> int:
 def convert_pose_generator(state: Mapping[str, torch.Tensor], model: ModelConfig) -> dict[str, torch.Tensor]:
     """The original ``PoseGenerator`` state dict under our names (see the module docstring)."""
     state = {key.removeprefix("module."): value for key, value in state.items()}
+    rules = _rules(model)
     converted: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         alias = ALIAS.fullmatch(key)
@@ -83,7 +92,7 @@ def convert_pose_generator(state: Mapping[str, torch.Tensor], model: ModelConfig
             if twin not in state or not torch.equal(state[twin], value):
                 raise OfficialCheckpointError(f"{key}: expected the same tensor as {twin}")
             continue
-        converted[_rename(key, model)] = value
+        converted[_rename(key, rules)] = value
     return converted
 
 

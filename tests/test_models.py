@@ -11,7 +11,7 @@ from bench.config import TaskConfig
 from bench.models.discriminator import ResDiscriminator
 from bench.models.flow_net import FlowEstimator
 from bench.models.generator import build_generator, make_warp_setup
-from bench.models.official import OfficialCheckpointError, convert_pose_generator, load_pose_generator
+from bench.models.official import OfficialCheckpointError, convert_generator, load_generator
 from bench.models.vgg import WEIGHTS_FILE, VGG19Features
 from bench.taskspec import load_task
 from bench.warp import WarpInputs
@@ -187,10 +187,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def official_state(name: str) -> dict[str, torch.Tensor]:
-    """A state dict in the layout of GFLA's released generator, from its key/shape listing; the
-    ``conv1`` aliases share their tensor with ``model.2``, as in a saved file."""
+    """A state dict in the layout of GFLA's released generator ``name`` (fashion, market, face), from
+    its key/shape listing; the ``conv1`` aliases share their tensor with ``model.2``, as in a saved file."""
+    listing = "gfla_face_generator.txt" if name == "face" else f"gfla_pose_generator_{name}.txt"
     shapes = {}
-    for line in (FIXTURES / f"gfla_pose_generator_{name}.txt").read_text().splitlines():
+    for line in (FIXTURES / listing).read_text().splitlines():
         if line and not line.startswith("#"):
             key, shape = line.split()
             shapes[key] = tuple(int(n) for n in shape.split("x"))
@@ -202,23 +203,61 @@ def official_state(name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("task", ["pose_deepfashion", "pose_market"])
-def test_released_generator_loads_key_for_key_and_shape_for_shape(task, tmp_path):
+RELEASED = {  # released checkpoint -> (task, sources, structure channels)
+    "fashion": ("pose_deepfashion", 1, 18),
+    "market": ("pose_market", 1, 18),
+    "face": ("face_faceforensics", 2, 16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_released_generator_loads_key_for_key_and_shape_for_shape(name, tmp_path):
+    task, num_sources, structure_channels = RELEASED[name]
     cfg = load_task(task, "paper")
-    state = official_state("fashion" if task == "pose_deepfashion" else "market")
+    state = official_state(name)
     path = tmp_path / "latest_net_G.pth"
     torch.save({f"module.{key}": value for key, value in state.items()}, path)  # as saved from DataParallel
-    generator = build_generator(cfg, "gfla", 1, 18)
-    load_pose_generator(generator, path, cfg.model)  # strict: every key, every shape
+    generator = build_generator(cfg, "gfla", num_sources, structure_channels)
+    load_generator(generator, path, cfg.model)  # strict: every key, every shape
     ours = generator.state_dict()
     assert torch.equal(ours["decoder0.1.shortcut.weight"], state["target.decoder0.1.shortcut.0.weight"])
     assert torch.equal(ours["decoder0.0.model.2.weight"], state["target.decoder0.0.model.0.model.2.weight"])
     assert torch.equal(ours["warper.flow_estimator.jump0.model.2.weight"], state["flow_net.jump0.conv1.weight"])
     finest_stage = cfg.model.layers - min(cfg.model.attn_layers)  # our scales run coarse -> fine
-    assert torch.equal(
-        ours[f"warper.attention.{len(cfg.model.attn_layers) - 1}.0.fully_connect_layer.0.weight"],
-        state[f"target.attn{finest_stage}.fully_connect_layer.0.weight"],
-    )
+    finest = len(cfg.model.attn_layers) - 1
+    attention = ["attn"] if num_sources == 1 else ["attn_p", "attn_r"]  # face: previous, reference
+    for source, prefix in enumerate(attention):
+        assert torch.equal(
+            ours[f"warper.attention.{finest}.{source}.fully_connect_layer.0.weight"],
+            state[f"target.{prefix}{finest_stage}.fully_connect_layer.0.weight"],
+        )
+    encoders = ["source"] if num_sources == 1 else ["source_previous", "source_reference"]
+    for source, prefix in enumerate(encoders):
+        assert torch.equal(ours[f"sources.{source}.block0.model.2.weight"], state[f"{prefix}.block0.model.2.weight"])
+
+
+def test_released_face_generator_splits_its_flow_and_masks_as_the_original():
+    """FaceFlowNet's heads hold (previous, reference) flows in channels (0-1, 2-3) and masks in (0, 1):
+    with only the reference's flow bias set, only the reference's flow moves; likewise the masks."""
+    cfg = load_task("face_faceforensics", "paper", ["model.ngf=8", "model.img_f=16", "model.flow_ngf=8",
+                                                     "model.flow_img_f=16", "dataset.resolution=[64,64]"])
+    generator = build_generator(cfg, "gfla", 2, 16)
+    state = {key: value.clone() for key, value in generator.state_dict().items()}
+    head = f"warper.flow_estimator.output{generator.warper.flow_estimator.decoder_layers - 1}"
+    state[f"{head}.weight"].zero_()
+    state[f"{head}.bias"].copy_(torch.tensor([0.0, 0.0, 3.0, -2.0]))
+    mask_head = head.replace("output", "mask") + ".0"
+    state[f"{mask_head}.weight"].zero_()
+    state[f"{mask_head}.bias"].copy_(torch.tensor([-4.0, 4.0]))
+    generator.load_state_dict(state)
+    inputs = WarpInputs([torch.zeros(1, 3, 64, 64)] * 2, [torch.zeros(1, 16, 64, 64)] * 2, torch.zeros(1, 16, 64, 64))
+    flows, masks = generator.warper.flow_estimator(inputs)
+    previous, reference = flows[-1]
+    assert torch.allclose(masks[-1][0], torch.sigmoid(torch.tensor(-4.0))) and masks[-1][0].shape[1] == 1
+    assert torch.allclose(masks[-1][1], torch.sigmoid(torch.tensor(4.0)))
+    assert torch.equal(previous, torch.zeros_like(previous))
+    assert torch.equal(reference[0, 0], torch.full_like(reference[0, 0], 3.0))
+    assert torch.equal(reference[0, 1], torch.full_like(reference[0, 1], -2.0))
 
 
 def test_released_generator_with_another_config_is_a_clear_error(tmp_path):
@@ -226,11 +265,18 @@ def test_released_generator_with_another_config_is_a_clear_error(tmp_path):
     torch.save(official_state("fashion"), path)
     cfg = load_task("pose_deepfashion", "paper", ["model.ngf=32"])
     with pytest.raises(OfficialCheckpointError, match=r"(?s)latest_net_G\.pth.*size mismatch"):
-        load_pose_generator(build_generator(cfg, "gfla", 1, 18), path, cfg.model)
+        load_generator(build_generator(cfg, "gfla", 1, 18), path, cfg.model)
     state = official_state("fashion")
     state["flow_net.jump0.conv1.weight"] = state["flow_net.jump0.conv1.weight"] + 1
     with pytest.raises(OfficialCheckpointError, match=r"flow_net\.jump0\.conv1\.weight: expected the same tensor"):
-        convert_pose_generator(state, cfg.model)
-    layer_3_absent = r"target\.attn0: attention at layer 3, but model\.attn_layers is \[2\]"
+        convert_generator(state, cfg.model)
+    layer_3_absent = (
+        r"target\.attn0\.fully_connect_layer\.0\.weight: attention at layer 3, but model\.attn_layers is \[2\]"
+    )
     with pytest.raises(OfficialCheckpointError, match=layer_3_absent):
-        convert_pose_generator(official_state("fashion"), load_task("pose_market", "paper").model)
+        convert_generator(official_state("fashion"), load_task("pose_market", "paper").model)
+    pose_file_for_face = r"source\.block0\.model\.0\.weight: not a key of GFLA's FaceGenerator"
+    with pytest.raises(OfficialCheckpointError, match=pose_file_for_face):
+        convert_generator(official_state("fashion"), cfg.model, num_sources=2)  # a pose file for the face model
+    with pytest.raises(OfficialCheckpointError, match=r"source_previous\..*: not a key of GFLA's PoseGenerator"):
+        convert_generator(official_state("face"), load_task("face_faceforensics", "paper").model)

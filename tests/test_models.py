@@ -280,3 +280,5 @@ def test_released_generator_with_another_config_is_a_clear_error(tmp_path):
         convert_generator(official_state("fashion"), cfg.model, num_sources=2)  # a pose file for the face model
     with pytest.raises(OfficialCheckpointError, match=r"source_previous\..*: not a key of GFLA's PoseGenerator"):
         convert_generator(official_state("face"), load_task("face_faceforensics", "paper").model)
+    with pytest.raises(OfficialCheckpointError, match="for 1 or 2 sources, not 3"):
+        convert_generator(official_state("fashion"), cfg.model, num_sources=3)

@@ -21,6 +21,10 @@ from typing import Any, Union
 import yaml
 
 PROFILES = ("smoke", "quick", "paper")
+# Structure encodings that are one code per image tiled over the map (spatially constant), not a
+# spatial map.  The networks take them as codes, as GFLA's ShapeNet networks do: an encoder that
+# starts with InstanceNorm would map every constant channel to its bias and erase the code.
+CODE_STRUCTURES = frozenset({"view_onehot"})
 
 
 class ConfigError(ValueError):

@@ -71,6 +71,8 @@ class WarpSetup:
     structure_channels: int
     image_size: tuple[int, int]
     model: ModelConfig = field(default_factory=ModelConfig)  # backbone widths (flow estimator)
+    # the structures are codes tiled over the map (view synthesis: the one-hot view), not spatial maps
+    structure_is_code: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # model.methods[<warper name>]
 
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from bench.config import TaskConfig
+from bench.data.shapenet import VIEW_CODE_CHANNELS, view_structure
 from bench.models.discriminator import ResDiscriminator
 from bench.models.flow_net import FlowEstimator
-from bench.models.generator import build_generator, make_warp_setup
+from bench.models.generator import CodeDecoder, build_generator, make_warp_setup
 from bench.models.official import OfficialCheckpointError, convert_generator, load_generator
 from bench.models.vgg import WEIGHTS_FILE, VGG19Features
 from bench.taskspec import load_task
@@ -109,6 +110,51 @@ def test_parameter_names_follow_the_checkpoint_mapping():
                      "warper.flow_estimator.jump0.model.2.weight", "warper.flow_estimator.mask1.0.weight",
                      "warper.attention.0.0.fully_connect_layer.0.weight"]:
         assert expected in names
+
+
+def view_inputs(size: int, source_view: int, target_view: int, shift: float = 0.0) -> WarpInputs:
+    """One fixed source image seen from azimuth bin ``source_view``, target ``target_view`` (elevation 0),
+    both codes tiled over the map as the dataset writes them; ``shift`` is added to both codes."""
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    source = view_structure(2 * source_view, 0, (size, size)).unsqueeze(0) + shift
+    target = view_structure(2 * target_view, 0, (size, size)).unsqueeze(0) + shift
+    return WarpInputs([image], [source], target)
+
+
+@pytest.mark.parametrize("method", ["gfla", "plain_flow", "affine_stn", "nonlocal_attn", "none"])
+def test_view_synthesis_output_depends_on_the_target_view(method):
+    """The view code is spatially constant: through an encoder that starts with InstanceNorm it would
+    reach the generator as nothing but the norm's bias, and every target view would give one image."""
+    cfg = load_task("view_synthetic_chair", "smoke")
+    torch.manual_seed(0)
+    generator = build_generator(cfg, method, 1, VIEW_CODE_CHANNELS).eval()
+    size = cfg.dataset.resolution[0]
+    with torch.no_grad():
+        images = [generator(view_inputs(size, 0, target))[0] for target in (1, 5, 9)]
+    assert isinstance(generator.target_encoder, CodeDecoder)
+    assert (images[0] - images[1]).abs().max() > 1e-5 and (images[0] - images[2]).abs().max() > 1e-5
+
+
+def test_view_synthesis_flows_see_only_the_source_image_and_the_code_difference():
+    """As the original's ShapeNetFlowNet: the flows change with the target view, but adding the same
+    constant to both codes changes nothing (the estimator reads the difference source - target)."""
+    cfg = load_task("view_synthetic_chair", "smoke")
+    torch.manual_seed(0)
+    estimator = build_generator(cfg, "gfla", 1, VIEW_CODE_CHANNELS).warper.flow_estimator.eval()
+    size = cfg.dataset.resolution[0]
+    with torch.no_grad():
+        flows = [estimator(view_inputs(size, 0, target, shift))[0][-1][0] for target, shift in
+                 [(3, 0.0), (3, 0.5), (7, 0.0)]]
+    assert torch.allclose(flows[0], flows[1], atol=1e-6)
+    assert (flows[0] - flows[2]).abs().max() > 1e-6
+    assert estimator.block0.model[2].in_channels == 3  # the encoder reads the source image alone
+
+
+def test_view_synthesis_resolution_too_small_for_the_tiled_code_is_a_clear_error():
+    cfg = load_task("view_synthetic_chair", "smoke", ["model.layers=3", "model.attn_layers=[2,3]"])
+    rule = r"32x32 must be a multiple of 2\*\*\(model\.layers \+ 2\), and at least twice that, for the code structure"
+    with pytest.raises(ValueError, match=rule):
+        make_warp_setup(cfg, 1, VIEW_CODE_CHANNELS)
 
 
 def test_discriminator_patch_map_size():

@@ -211,6 +211,12 @@ class ResBlockEncoder(nn.Module):
         return self.model(x) + self.shortcut(x)
 
 
+def tile_code(structure: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A code structure (B, S, H, W), constant over the map, as its (B, S, 1, 1) code tiled to
+    ``height`` x ``width`` (GFLA's ShapeNet networks ``repeat`` the code at their own sizes)."""
+    return structure.mean(dim=(2, 3), keepdim=True).expand(-1, -1, height, width)
+
+
 def level_channels(base: int, cap: int, level: int) -> int:
     """Width of encoder level ``level`` (1 = first down-block): base * 2**(level-1), capped at ``cap``.
 

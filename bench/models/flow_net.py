@@ -8,7 +8,11 @@ near zero, so initial flows are ~0 px and initial masks ~0.5.
 
 Input channel order: one source -> (source image, source structure, target structure), exactly the
 original's 39-channel order; two sources -> (target structure, previous image, previous structure,
-reference image, reference structure), the face network's order.  Module names (``block0``,
+reference image, reference structure), the face network's order.  A code structure (view synthesis,
+``WarpSetup.structure_is_code``) is taken as the original's ``ShapeNetFlowNet`` takes it: the encoder
+reads the source image alone, and the code difference source - target, tiled, joins at the
+bottleneck through a ResBlock (``cat``, its 1x1-conv shortcut carrying the code); concatenated at the
+input, the constant code maps would be erased by the first InstanceNorm.  Module names (``block0``,
 ``encoder{i}``, ``decoder{i}``, ``jump{i}``, ``output{i}``, ``mask{i}``) follow the original so its
 ``flow_net.*`` weights map one to one.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.blocks import EncoderBlock, Jump, ResBlockDecoder, init_weights, level_channels
+from bench.models.blocks import EncoderBlock, Jump, ResBlock, ResBlockDecoder, init_weights, level_channels, tile_code
 from bench.warp import WarpInputs, WarpSetup
 
 
@@ -51,12 +55,22 @@ class FlowEstimator(nn.Module):
         self.decoder_layers = self.encoder_layers - min(layers)
         ngf, cap, norm = model.flow_ngf, model.flow_img_f, model.norm
 
-        in_channels = setup.num_sources * (setup.image_channels + setup.structure_channels)
-        in_channels += setup.structure_channels
+        self.structure_is_code = setup.structure_is_code
+        if self.structure_is_code:
+            if self.num_sources != 1:
+                raise ValueError(f"a code structure takes one source, got {self.num_sources}")
+            in_channels = setup.image_channels
+        else:
+            in_channels = setup.num_sources * (setup.image_channels + setup.structure_channels)
+            in_channels += setup.structure_channels
         self.block0 = EncoderBlock(in_channels, level_channels(ngf, cap, 1), norm)
         for i in range(self.encoder_layers - 1):
             block = EncoderBlock(level_channels(ngf, cap, i + 1), level_channels(ngf, cap, i + 2), norm)
             setattr(self, f"encoder{i}", block)
+        if self.structure_is_code:
+            deepest = level_channels(ngf, cap, self.encoder_layers)
+            widened = deepest + setup.structure_channels
+            self.cat = ResBlock(widened, deepest, widened, norm)
         for i in range(self.decoder_layers):
             level = self.encoder_layers - i - 1  # resolution level this decoder stage outputs
             c_in, c_out = level_channels(ngf, cap, level + 1), level_channels(ngf, cap, level)
@@ -76,6 +90,8 @@ class FlowEstimator(nn.Module):
                 f"FlowEstimator was built for {self.num_sources} source(s), got {len(inputs.source_images)} "
                 f"images and {len(inputs.source_structures)} structures"
             )
+        if self.structure_is_code:
+            return inputs.source_images[0]
         if self.num_sources == 1:
             parts = [inputs.source_images[0], inputs.source_structures[0], inputs.target_structure]
         else:
@@ -91,6 +107,9 @@ class FlowEstimator(nn.Module):
         for i in range(self.encoder_layers - 1):
             out = getattr(self, f"encoder{i}")(out)
             encoded.append(out)
+        if self.structure_is_code:
+            difference = inputs.source_structures[0] - inputs.target_structure
+            out = self.cat(torch.cat([out, tile_code(difference, *out.shape[-2:])], dim=1))
         flows: list[list[torch.Tensor]] = []
         masks: list[list[torch.Tensor]] = []
         for i in range(self.decoder_layers):

@@ -1,7 +1,9 @@
 """The method-agnostic generator backbone (GFLA's Local Neural Texture Renderer minus the warping).
 
 One encoder per source image and one for the target structure (``layers`` EncoderBlocks each, no
-encoder->decoder skips), then ``layers`` decoder stages (``num_blocks - 1`` ResBlocks and one
+encoder->decoder skips; for a code structure, the one-hot view of view synthesis, the original
+ShapeNet generator's two ResBlockDecoders from the tiled code instead, :class:`CodeDecoder`), then
+``layers`` decoder stages (``num_blocks - 1`` ResBlocks and one
 ResBlockDecoder each) and an Output conv with tanh.  Before decoder stage ``i`` with
 ``layers - i`` in ``model.attn_layers`` the warper transports the sources' encoder features at that
 scale to the decoder state, and :func:`bench.warp.blend` mixes them in.  The warper only changes
@@ -17,8 +19,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.config import ModelConfig, TaskConfig
-from bench.models.blocks import EncoderBlock, Output, ResBlock, ResBlockDecoder, init_weights, level_channels
+from bench.config import CODE_STRUCTURES, ModelConfig, TaskConfig
+from bench.models.blocks import (
+    EncoderBlock,
+    Output,
+    ResBlock,
+    ResBlockDecoder,
+    init_weights,
+    level_channels,
+    tile_code,
+)
 from bench.registry import WARPERS
 from bench.warp import ScaleSpec, Warper, WarpInputs, WarpSetup, blend
 
@@ -43,6 +53,28 @@ class Encoder(nn.Module):
         return features
 
 
+class CodeDecoder(nn.Module):
+    """The target branch for a code structure (GFLA's ``ShapeNetTargetNet`` front): the code tiled at
+    a quarter of the bottleneck's size, then two ResBlockDecoders up to the bottleneck.
+
+    An :class:`Encoder` would erase the code: its first InstanceNorm maps every spatially constant
+    channel to its bias, so the output would not depend on the target view at all.  The
+    ResBlockDecoders' transposed-conv shortcuts carry the code, as in the original.
+    """
+
+    def __init__(self, code_channels: int, ngf: int, img_f: int, layers: int, norm: str) -> None:
+        super().__init__()
+        self.layers = layers
+        self.block0 = ResBlockDecoder(code_channels, ngf, norm=norm)
+        self.block1 = ResBlockDecoder(ngf, level_channels(ngf, img_f, layers), norm=norm)
+
+    def forward(self, structure: torch.Tensor) -> list[torch.Tensor]:
+        """[the bottleneck feature], the last of what an :class:`Encoder` returns."""
+        factor = 2 ** (self.layers + 2)
+        code = tile_code(structure, structure.shape[-2] // factor, structure.shape[-1] // factor)
+        return [self.block1(self.block0(code))]
+
+
 def _model_config(cfg: TaskConfig | ModelConfig) -> ModelConfig:
     return cfg.model if isinstance(cfg, TaskConfig) else cfg
 
@@ -57,10 +89,15 @@ def make_warp_setup(
     """The WarpSetup the generator will call its warper with: one ScaleSpec per attention layer."""
     model = cfg.model
     height, width = cfg.dataset.resolution
-    if height % 2**model.layers or width % 2**model.layers:
-        raise ValueError(
-            f"dataset.resolution {height}x{width} must be divisible by 2**model.layers ({2**model.layers})"
-        )
+    structure_is_code = cfg.dataset.structure in CODE_STRUCTURES
+    if structure_is_code:  # CodeDecoder tiles the code at a quarter of the bottleneck, InstanceNorm needs 2x2
+        factor = 2 ** (model.layers + 2)
+        rule = f"2**(model.layers + 2), and at least twice that, for the code structure {cfg.dataset.structure!r}"
+        too_small = min(height, width) < 2 * factor
+    else:
+        factor, rule, too_small = 2**model.layers, "2**model.layers", False
+    if height % factor or width % factor or too_small:
+        raise ValueError(f"dataset.resolution {height}x{width} must be a multiple of {rule} ({factor})")
     scales = []
     for layer in sorted(set(model.attn_layers), reverse=True):
         if not 1 <= layer <= model.layers:
@@ -87,6 +124,7 @@ def make_warp_setup(
         image_size=(height, width),
         model=model,
         options=dict(options or {}),
+        structure_is_code=structure_is_code,
     )
 
 
@@ -109,7 +147,10 @@ class Generator(nn.Module):
         self.sources = nn.ModuleList(
             Encoder(image_channels, ngf, img_f, model.layers, norm) for _ in range(num_sources)
         )
-        self.target_encoder = Encoder(structure_channels, ngf, img_f, model.layers, norm)
+        if warper.setup.structure_is_code:
+            self.target_encoder: nn.Module = CodeDecoder(structure_channels, ngf, img_f, model.layers, norm)
+        else:
+            self.target_encoder = Encoder(structure_channels, ngf, img_f, model.layers, norm)
         for i in range(model.layers):
             c_in = level_channels(ngf, img_f, model.layers - i)
             c_out = level_channels(ngf, img_f, model.layers - i - 1)

@@ -233,9 +233,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def official_state(name: str) -> dict[str, torch.Tensor]:
-    """A state dict in the layout of GFLA's released generator ``name`` (fashion, market, face), from
+    """A state dict in the layout of GFLA's released generator ``name`` (fashion, market, face, shapenet), from
     its key/shape listing; the ``conv1`` aliases share their tensor with ``model.2``, as in a saved file."""
-    listing = "gfla_face_generator.txt" if name == "face" else f"gfla_pose_generator_{name}.txt"
+    listing = f"gfla_{name}_generator.txt" if name in ("face", "shapenet") else f"gfla_pose_generator_{name}.txt"
     shapes = {}
     for line in (FIXTURES / listing).read_text().splitlines():
         if line and not line.startswith("#"):
@@ -253,6 +253,7 @@ RELEASED = {  # released checkpoint -> (task, sources, structure channels)
     "fashion": ("pose_deepfashion", 1, 18),
     "market": ("pose_market", 1, 18),
     "face": ("face_faceforensics", 2, 16),
+    "shapenet": ("view_shapenet_chair", 1, VIEW_CODE_CHANNELS),
 }
 
 
@@ -280,6 +281,10 @@ def test_released_generator_loads_key_for_key_and_shape_for_shape(name, tmp_path
     encoders = ["source"] if num_sources == 1 else ["source_previous", "source_reference"]
     for source, prefix in enumerate(encoders):
         assert torch.equal(ours[f"sources.{source}.block0.model.2.weight"], state[f"{prefix}.block0.model.2.weight"])
+    if name == "shapenet":  # the view code's decoder and the flow net's bottleneck ResBlocks wrapper
+        assert torch.equal(ours["target_encoder.block1.shortcut.weight"], state["target.block1.shortcut.0.weight"])
+        assert torch.equal(ours["warper.flow_estimator.cat.shortcut.weight"],
+                           state["flow_net.cat.model.0.shortcut.0.weight"])
 
 
 def test_released_face_generator_splits_its_flow_and_masks_as_the_original():
@@ -323,8 +328,11 @@ def test_released_generator_with_another_config_is_a_clear_error(tmp_path):
         convert_generator(official_state("fashion"), load_task("pose_market", "paper").model)
     pose_file_for_face = r"source\.block0\.model\.0\.weight: not a key of GFLA's FaceGenerator"
     with pytest.raises(OfficialCheckpointError, match=pose_file_for_face):
-        convert_generator(official_state("fashion"), cfg.model, num_sources=2)  # a pose file for the face model
+        convert_generator(official_state("fashion"), cfg.model, "FaceGenerator")  # a pose file for the face model
     with pytest.raises(OfficialCheckpointError, match=r"source_previous\..*: not a key of GFLA's PoseGenerator"):
         convert_generator(official_state("face"), load_task("face_faceforensics", "paper").model)
-    with pytest.raises(OfficialCheckpointError, match="for 1 or 2 sources, not 3"):
-        convert_generator(official_state("fashion"), cfg.model, num_sources=3)
+    with pytest.raises(OfficialCheckpointError, match="unknown GFLA generator 'DanceGenerator'"):
+        convert_generator(official_state("fashion"), cfg.model, "DanceGenerator")
+    view = load_task("view_shapenet_chair", "paper")  # a pose file for the view model: keys it lacks
+    with pytest.raises(OfficialCheckpointError, match=r"(?s)latest_net_G\.pth.*Missing key.*flow_estimator\.cat"):
+        load_generator(build_generator(view, "gfla", 1, VIEW_CODE_CHANNELS), path, view.model)

@@ -9,9 +9,9 @@ ResBlockDecoder each) and an Output conv with tanh.  Before decoder stage ``i`` 
 scale to the decoder state, and :func:`bench.warp.blend` mixes them in.  The warper only changes
 *how* features are transported, so every method is compared under the same backbone.
 
-Shapes follow GFLA's ``PoseGenerator`` and ``FaceGenerator`` exactly (its decoder stages'
-ResBlockDecoder has a hidden width equal to its input width), so a released pose or face checkpoint
-loads with :func:`bench.models.official.load_generator`, whose docstring maps the keys.
+Shapes follow GFLA's ``PoseGenerator``, ``FaceGenerator`` and ``ShapeNetGenerator`` exactly (its
+decoder stages' ResBlockDecoder has a hidden width equal to its input width), so a released
+checkpoint loads with :func:`bench.models.official.load_generator`, whose docstring maps the keys.
 """
 
 from __future__ import annotations

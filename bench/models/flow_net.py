@@ -12,9 +12,15 @@ reference image, reference structure), the face network's order.  A code structu
 ``WarpSetup.structure_is_code``) is taken as the original's ``ShapeNetFlowNet`` takes it: the encoder
 reads the source image alone, and the code difference source - target, tiled, joins at the
 bottleneck through a ResBlock (``cat``, its 1x1-conv shortcut carrying the code); concatenated at the
-input, the constant code maps would be erased by the first InstanceNorm.  Module names (``block0``,
-``encoder{i}``, ``decoder{i}``, ``jump{i}``, ``output{i}``, ``mask{i}``) follow the original so its
-``flow_net.*`` weights map one to one.
+input, the constant code maps would be erased by the first InstanceNorm.  Even so the code reaches
+the flows weakly, in the original as here: what ``cat`` adds is a per-channel constant, which every
+later block's InstanceNorm removes from its main path, so only the blocks' linear shortcuts (and the
+patterns their transposed convs make of a constant) carry it on.  Trained at ``quick`` on
+``view_synthetic_chair``, the flows of one source image changed by under 0.002 px across four
+target views.
+
+Module names (``block0``, ``encoder{i}``, ``decoder{i}``, ``jump{i}``, ``output{i}``, ``mask{i}``,
+``cat``) follow the original so its ``flow_net.*`` weights map one to one.
 """
 
 from __future__ import annotations

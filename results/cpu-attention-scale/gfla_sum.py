@@ -3,7 +3,7 @@
 The original's attention returns ``avg_pool2d`` of the weighted k x k patch, i.e. the weighted patch
 mean divided by k^2 (1/9 and 1/25 here).  This warper multiplies that output by k^2 and changes
 nothing else, to test whether the scale is why ``gfla`` needs more steps than ``plain_flow``.
-Load it with ``--plugin results/cpu-pose-attention-scale/gfla_sum.py --methods gfla_sum``.
+Load it with ``--plugin results/cpu-attention-scale/gfla_sum.py --methods gfla_sum``.
 """
 
 from bench.registry import WARPERS

@@ -3,8 +3,8 @@
 One encoder per source image and one for the target structure (``layers`` EncoderBlocks each, no
 encoder->decoder skips; for a code structure, the one-hot view of view synthesis, the original
 ShapeNet generator's two ResBlockDecoders from the tiled code instead, :class:`CodeDecoder`), then
-``layers`` decoder stages (``num_blocks - 1`` ResBlocks and one
-ResBlockDecoder each) and an Output conv with tanh.  Before decoder stage ``i`` with
+``layers`` decoder stages (``num_blocks - 1`` ResBlocks and one ResBlockDecoder each) and an Output
+conv with tanh.  Before decoder stage ``i`` with
 ``layers - i`` in ``model.attn_layers`` the warper transports the sources' encoder features at that
 scale to the decoder state, and :func:`bench.warp.blend` mixes them in.  The warper only changes
 *how* features are transported, so every method is compared under the same backbone.

@@ -13,6 +13,18 @@ are tiled to (21, H, W)).
 
       {"frames": (T, 3, H, W), "structures": (T, S, H, W), "name": video id,
        "frame_names": list of T frame stems}
+
+Ground-truth transport (only where the dataset directory holds it: our generated datasets; real
+datasets have none and their samples simply lack these keys):
+
+* pair tasks: ``"flow_gt"`` float32 (2, H, W), the backward flow target -> source in pixels of the
+  loaded image (target pixel (x, y) shows the surface point at (x + flow[0], y + flow[1]) of the
+  source; channel 0 = x, the convention of the warpers' plans), and ``"visibility_gt"`` float32
+  (1, H, W), 1 where that surface point is visible in the source, 0 where it is not or where the
+  target pixel has no exact correspondence (those pixels are not scored);
+* video tasks: ``"flows_gt"`` float32 (T, 2, 2, H, W) and ``"visibility_gt"`` (T, 2, 1, H, W), for each
+  frame t its two sources in the model's order: [:, 0] previous (frame t - 1; frame 0 itself for
+  t = 0) -> frame t, [:, 1] reference (frame 0) -> frame t.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ class MetricResult:
     unavailable: str | None = None  # reason; set when value is None
     count: int | None = None  # number of generated images it was computed over
     protocol: dict[str, Any] = field(default_factory=dict)
+    # one value per evaluated image, in evaluation order (paired metrics); kept out of to_dict(): the
+    # record stores them in a side file, so the record itself stays small, readable JSON
+    per_image: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

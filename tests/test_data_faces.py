@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from bench.config import ConfigError, TaskConfig
-from bench.data.face_landmarks import MIRROR, read_landmarks, write_landmarks
+from bench.data.face_landmarks import MIRROR, LandmarkFileError, read_landmarks, write_landmarks
 from bench.data.face_structure import face_structure
 from bench.data.face_video import FaceForensicsSpec, SyntheticFacesSpec
 from bench.data.faces import (
@@ -133,12 +133,19 @@ def test_generator_parameters_are_validated():
 FIXTURE_SIZE = (40, 48)  # H, W of the fixture frames (resized to the configured 32 x 32)
 
 
-def _fixture_landmarks(shift: int) -> np.ndarray:
-    return np.rint(face_template()[:, :2] * [13, 12] + [24 + shift, 18]).astype(np.int64)
+def _fixture_landmarks(shift: int, decimals: bool = False) -> np.ndarray:
+    """Template landmarks in fixture-frame pixels: integers (as dlib writes them) or with 2 decimals."""
+    points = face_template()[:, :2] * [13, 12] + [24 + shift, 18]
+    return np.round(points, 2) if decimals else np.rint(points).astype(np.int64)
 
 
-def _write_fixture(root: Path, keypoint_folder: str = "keypoints", frames: dict[str, int] | None = None) -> None:
-    """Videos of random-noise frames with template landmarks, in GFLA's layout."""
+def _write_decimal_landmarks(path: Path, landmarks: np.ndarray) -> None:
+    path.write_text("".join(f"{x:.2f},{y:.2f}\n" for x, y in landmarks.tolist()))
+
+
+def _write_fixture(root: Path, keypoint_folder: str = "keypoints", frames: dict[str, int] | None = None,
+                   decimals: bool = False) -> None:
+    """Videos of random-noise frames with template landmarks (integer or decimal), in GFLA's layout."""
     rng = np.random.default_rng(0)
     frames = frames or {"train": 2, "test": 2}
     for phase, count in frames.items():
@@ -150,7 +157,9 @@ def _write_fixture(root: Path, keypoint_folder: str = "keypoints", frames: dict[
                 keypoints.mkdir(parents=True, exist_ok=True)
                 pixels = rng.integers(0, 256, (*FIXTURE_SIZE, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(data / f"{t}.png")
-                write_landmarks(keypoints / f"{t}.txt", _fixture_landmarks(t % 3))
+                landmarks = _fixture_landmarks(t % 3, decimals)
+                write = _write_decimal_landmarks if decimals else write_landmarks
+                write(keypoints / f"{t}.txt", landmarks)
 
 
 @pytest.mark.parametrize("folder", ["keypoints", "keypoint"])
@@ -175,6 +184,55 @@ def test_loader_reads_both_folder_spellings(tmp_path, folder):
     assert test[1]["frames"].shape == (6, 3, 32, 32)
     reference = spec.reference_images(tmp_path, cfg, "train")
     assert len(reference) == 10 and reference[0].dtype == torch.uint8 and reference[0].shape == (3, 32, 32)
+
+
+def test_landmark_files_read_integers_and_decimals_as_the_original_does(tmp_path):
+    """GFLA reads a landmark file with np.loadtxt(path, delimiter=','): integers and decimals alike, as floats."""
+    integers, decimals = _fixture_landmarks(0), _fixture_landmarks(0, decimals=True)
+    assert not np.array_equal(decimals, np.rint(decimals))  # the fixture has fractional coordinates
+    write_landmarks(tmp_path / "int.txt", integers)
+    _write_decimal_landmarks(tmp_path / "dec.txt", decimals)
+    for name, expected in (("int.txt", integers), ("dec.txt", decimals)):
+        points = read_landmarks(tmp_path / name)
+        assert points.dtype == np.float64 and np.array_equal(points, expected)
+        assert np.array_equal(points, np.loadtxt(tmp_path / name, delimiter=","))
+    rows = [f"{x:.2f},{y:.2f}" for x, y in decimals.tolist()]
+    spaced = ["# x,y per landmark", *[f" {row.replace(',', ' , ')} " for row in rows[:30]], "", *rows[30:], ""]
+    (tmp_path / "spaced.txt").write_text("\n".join(spaced))
+    assert np.array_equal(read_landmarks(tmp_path / "spaced.txt"), decimals)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [("12,abc", "expected two numbers 'x,y'"), ("12.5", "expected two numbers"), ("1,2,3", "expected two numbers"),
+     ("12.5;3", "expected two numbers"), ("1_0,3", "expected two numbers"), ("nan,3", "expected finite coordinates"),
+     ("4,inf", "finite")],
+)
+def test_landmark_files_the_original_cannot_use_are_refused_with_file_and_line(tmp_path, row, message):
+    rows = [f"{x:.2f},{y:.2f}" for x, y in _fixture_landmarks(0, decimals=True).tolist()]
+    rows[6] = row
+    path = tmp_path / "bad.txt"
+    path.write_text("\n".join(rows))
+    with pytest.raises(LandmarkFileError) as error:
+        read_landmarks(path)
+    assert [(p.where, message in p.message and repr(row) in p.message) for p in error.value.problems] == [
+        (f"{path}:7", True)
+    ]
+    path.write_text("\n".join(rows[:6] + rows[7:]))
+    with pytest.raises(LandmarkFileError, match="has 67 landmark lines, expected 68"):
+        read_landmarks(path)
+
+
+def test_decimal_landmarks_pass_the_check_and_are_drawn_unrounded(tmp_path):
+    _write_fixture(tmp_path, decimals=True)
+    spec, cfg = FaceForensicsSpec(), _config(root=str(tmp_path))
+    assert spec.check(tmp_path, cfg) == []
+    sample = spec.train_set(tmp_path, cfg, seed=0)[3]  # clipB frames 1-3
+    scale = [32 / 48, 32 / 40]
+    expected = face_structure((_fixture_landmarks(1, decimals=True) + 0.5) * scale - 0.5, 32, 32)
+    rounded = face_structure((_fixture_landmarks(1) + 0.5) * scale - 0.5, 32, 32)
+    assert torch.equal(sample["structures"][0, 1:], expected[1:])
+    assert not torch.equal(expected[1:], rounded[1:])  # rounding in the parser would have shown
 
 
 def test_loader_caps_and_edges_mode(tmp_path):

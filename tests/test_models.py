@@ -274,10 +274,13 @@ def test_released_generator_loads_key_for_key_and_shape_for_shape(name, tmp_path
     finest = len(cfg.model.attn_layers) - 1
     attention = ["attn"] if num_sources == 1 else ["attn_p", "attn_r"]  # face: previous, reference
     for source, prefix in enumerate(attention):
-        assert torch.equal(
-            ours[f"warper.attention.{finest}.{source}.fully_connect_layer.0.weight"],
-            state[f"target.{prefix}{finest_stage}.fully_connect_layer.0.weight"],
-        )
+        released = state[f"target.{prefix}{finest_stage}.fully_connect_layer.0.weight"]
+        assert torch.equal(ours[f"warper.attention.{finest}.{source}.fully_connect_layer.0.weight"], released)
+        # The original's first layer reads cat(target patch, source patch): its halves keep those roles.
+        block = generator.warper.attention[finest][source]
+        halves = block.pair_weights()
+        assert torch.equal(halves["target"], released[:, : block.channels])
+        assert torch.equal(halves["source"], released[:, block.channels :])
     encoders = ["source"] if num_sources == 1 else ["source_previous", "source_reference"]
     for source, prefix in enumerate(encoders):
         assert torch.equal(ours[f"sources.{source}.block0.model.2.weight"], state[f"{prefix}.block0.model.2.weight"])

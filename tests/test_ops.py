@@ -67,8 +67,9 @@ def naive_extract_blocks(source: torch.Tensor, flow: torch.Tensor | None, k: int
 
 
 def naive_local_attention(module: LocalAttention, source, target, flow, return_attention=False):
-    k, channels = module.kernel_size, module.channels
+    k = module.kernel_size
     first, _, last = module.fully_connect_layer
+    weight = module.pair_weights()  # the original's patch order lives in bench.ops.local_attention
     batch, _, height, width = target.shape
     outputs, attentions = [], []
     for b in range(batch):
@@ -81,8 +82,8 @@ def naive_local_attention(module: LocalAttention, source, target, flow, return_a
                 hidden = first.bias.clone()
                 for index in range(k * k):
                     dy, dx = divmod(index, k)
-                    hidden = hidden + first.weight[:, :channels, dy, dx] @ source_patch[index]
-                    hidden = hidden + first.weight[:, channels:, dy, dx] @ target_patch[index]
+                    hidden = hidden + weight["source"][:, :, dy, dx] @ source_patch[index]
+                    hidden = hidden + weight["target"][:, :, dy, dx] @ target_patch[index]
                 hidden = torch.where(hidden > 0, hidden, 0.1 * hidden)
                 logits = last.weight[:, :, 0, 0] @ hidden + last.bias
                 attention = torch.softmax(logits, 0)
@@ -228,6 +229,35 @@ def test_local_attention_parameters_mirror_the_original_checkpoint():
         "fully_connect_layer.2.bias": (9,),
     }
     assert module.fully_connect_layer[1].negative_slope == 0.1
+
+
+@pytest.mark.parametrize("seen", ["target", "source"])
+def test_first_layer_sees_the_target_patch_in_its_first_half_like_the_original(seen):
+    """The original's ExtractorAttn feeds cat((block_target, block_source), 1) to its first layer: W1's
+    input channels [0, C) weigh the target patch, [C, 2C) the source patch.  With the other half of
+    W1 zeroed, the attention follows only the patch ``seen``, in the fast op, the tiled port and the
+    naive reference alike."""
+    channels, k = 3, 3
+    module = attention_module(channels, k, hidden=5)
+    with torch.no_grad():
+        halves = {"target": slice(0, channels), "source": slice(channels, 2 * channels)}
+        ignored = "source" if seen == "target" else "target"
+        module.fully_connect_layer[0].weight[:, halves[ignored]] = 0
+    inputs = {"source": random(1, channels, 5, 6, seed=1), "target": random(1, channels, 5, 6, seed=2)}
+    flow = fractional_flow(1, 5, 6)
+
+    def attention(source, target):
+        fast_out, fast = module(source, target, flow, return_attention=True)
+        naive_out, naive = naive_local_attention(module, source, target, flow, return_attention=True)
+        torch.testing.assert_close(fast, naive, atol=1e-10, rtol=0)
+        torch.testing.assert_close(fast_out, naive_out, atol=1e-10, rtol=0)
+        torch.testing.assert_close(fast_out, tiled_local_attention(module, source, target, flow), atol=1e-10, rtol=0)
+        return fast
+
+    before = attention(**inputs)
+    assert torch.equal(attention(**{**inputs, ignored: random(1, channels, 5, 6, seed=9)}), before)
+    changed = attention(**{**inputs, seen: random(1, channels, 5, 6, seed=9)})
+    assert (changed - before).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("k", [3, 4])

@@ -1,9 +1,11 @@
 """The iBUG-68 facial landmark layout and GFLA's per-frame landmark text files.
 
 One file per video frame, ``<root>/<phase>_keypoints/<video>/<frame>.txt``, with 68 lines ``x,y``
-(integer pixel column, row) in iBUG-68 order, as written by GFLA's ``script/obtain_face_kp.py`` with
-dlib.  That script writes ``<phase>_keypoint/`` while GFLA's loader reads ``<phase>_keypoints/``;
-both spellings are accepted here (:func:`keypoint_dir`).
+(pixel column, row) in iBUG-68 order: integers as GFLA's ``script/obtain_face_kp.py`` writes them
+with dlib, or decimals (``37.6,18.3``) as most other detectors do.  GFLA's loader reads either with
+``np.loadtxt(path, delimiter=',')`` and rounds only where it draws; so does :func:`parse_landmarks`,
+which returns floats.  That script writes ``<phase>_keypoint/`` while GFLA's loader reads
+``<phase>_keypoints/``; both spellings are accepted here (:func:`keypoint_dir`).
 
 iBUG-68 index ranges (image left = the subject's right)::
 
@@ -14,6 +16,7 @@ iBUG-68 index ranges (image left = the subject's right)::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -79,29 +82,39 @@ def write_landmarks(path: Path, landmarks: np.ndarray) -> None:
 
 
 def parse_landmarks(text: str, where: str) -> tuple[np.ndarray | None, list[Problem]]:
-    """Parse landmark file text; returns (int (68, 2) array or None, problems naming ``where:line``)."""
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():  # a trailing blank line is harmless
-        lines.pop()
+    """Parse landmark file text as GFLA's ``np.loadtxt(path, delimiter=',')`` does: rows of two
+    comma-separated numbers, integer or decimal, blank lines and ``#`` comments skipped.  Returns
+    (float (68, 2) ``x, y`` array or None, problems naming ``where:line``); refused, as the original
+    fails on them or draws garbage from them: a row count other than 68, a row without exactly two
+    numbers, a coordinate that is not finite."""
     problems: list[Problem] = []
-    if len(lines) != NUM_LANDMARKS:
-        problems.append(Problem(where, f"has {len(lines)} landmark lines, expected {NUM_LANDMARKS} lines 'x,y'"))
     points = []
-    for number, line in enumerate(lines, start=1):
-        fields = line.split(",")
+    rows = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        row = line.split("#", 1)[0].strip()
+        if not row:
+            continue
+        rows += 1
+        fields = row.split(",")
         try:
-            if len(fields) != 2:
+            if len(fields) != 2 or "_" in row:  # loadtxt refuses Python's digit separators
                 raise ValueError
-            points.append((int(fields[0]), int(fields[1])))
+            x, y = float(fields[0]), float(fields[1])
         except ValueError:
-            problems.append(Problem(f"{where}:{number}", f"expected two integers 'x,y', got {line!r}"))
+            problems.append(Problem(f"{where}:{number}", f"expected two numbers 'x,y', got {line!r}"))
+            continue
+        if not (math.isfinite(x) and math.isfinite(y)):
+            problems.append(Problem(f"{where}:{number}", f"expected finite coordinates 'x,y', got {line!r}"))
+        points.append((x, y))
+    if rows != NUM_LANDMARKS:
+        problems.insert(0, Problem(where, f"has {rows} landmark lines, expected {NUM_LANDMARKS} lines 'x,y'"))
     if problems:
         return None, problems
-    return np.asarray(points, dtype=np.int64), []
+    return np.asarray(points, dtype=np.float64), []
 
 
 def read_landmarks(path: Path) -> np.ndarray:
-    """Read one landmark file as int (68, 2) ``x, y``; raises LandmarkFileError naming file and line."""
+    """Read one landmark file as float (68, 2) ``x, y``; raises LandmarkFileError naming file and line."""
     path = Path(path)
     try:
         text = path.read_text()

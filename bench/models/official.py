@@ -14,13 +14,17 @@ in prefixes and in a few places inside the blocks; the weights map one to one, s
     target.decoder<i>.0.model.<j>.*         -> decoder<i>.<j>.*           (its ResBlocks wrapper)
     target.decoder<i>.<last>.*              -> decoder<i>.<num_blocks - 1>.*   (the ResBlockDecoder)
     target.attn<i>.*          (pose, view)  -> warper.attention.<scale>.0.*    (scale: the index of
-                                               layer ``layers - i`` in the coarse-to-fine scale list)
+                                               layer ``layers - i`` in the coarse-to-fine scale list;
+                                               the first layer's input halves keep their roles,
+                                               target patch then source patch: ``PATCH_PAIR`` of
+                                               :mod:`bench.ops.local_attention`)
     target.attn_p<i>.*        (face)        -> warper.attention.<scale>.0.*
     target.attn_r<i>.*        (face)        -> warper.attention.<scale>.1.*
     target.outconv.model.2.*                -> outconv.model.2.*
     flow_net.cat.model.0.*    (view)        -> warper.flow_estimator.cat.*     (a ResBlocks wrapper)
     flow_net.*                              -> warper.flow_estimator.*  (FaceFlowNet's heads hold
-                                               (previous, reference) in channel order, as ours)
+                                               (previous, reference) in channel order, the order
+                                               of our sources)
     ...shortcut.0.*  (ResBlock(Decoder))    -> ...shortcut.*
     ...{jump<i>,outconv}.conv1.*            dropped: the same tensor as ``model.2`` (the original
                                                registers that conv twice)

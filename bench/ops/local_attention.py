@@ -5,16 +5,17 @@ For every target location p = (x, y) with flow f(p):
 * source patch S_o(p): the source bilinearly sampled (border clamped) at p + f(p) + o for the k x k
   offsets o = (ox, oy) in -k//2 .. k-1-k//2 (even k: asymmetric, as the original BlockExtractor);
 * target patch T_o(p): the target at p + o, border clamped;
-* hidden(p) = W1 [S(p); T(p)] + b1, a fully connected layer on the flattened patch pair, source
-  channels first; logits = W2 LeakyReLU_0.1(hidden) + b2 with k^2 outputs;
+* hidden(p) = W1 [T(p); S(p)] + b1, a fully connected layer on the flattened patch pair in the
+  original's order (:data:`PATCH_PAIR`); logits = W2 LeakyReLU_0.1(hidden) + b2 with k^2 outputs;
 * a(p) = softmax over the k^2 logits; output(p) = sum_o a_o(p) S_o(p) / k^2 (the original's
   ``avg_pool2d`` over the k x k tile, i.e. divided by k^2, not a plain sum).
 
 Checkpoint mapping (1:1 with the original ``ExtractorAttn`` state dict)::
 
     fully_connect_layer.0.weight  (hidden, 2C, k, k)   Conv2d(2C, hidden, k, stride=k): W1; input
-                                                       channels [0, C) = source, [C, 2C) = target;
-                                                       kernel index (dy, dx) = offset (oy + k//2, ox + k//2)
+                                                       channels in PATCH_PAIR order (target [0, C),
+                                                       source [C, 2C)); kernel index (dy, dx) =
+                                                       offset (oy + k//2, ox + k//2)
     fully_connect_layer.0.bias    (hidden,)            b1
     fully_connect_layer.2.weight  (k*k, hidden, 1, 1)  W2; output channel dy * k + dx = offset index
     fully_connect_layer.2.bias    (k*k,)               b2
@@ -41,6 +42,12 @@ from torch.autograd.function import once_differentiable
 
 from bench.ops.block_extractor import extract_blocks
 from bench.ops.flow_warp import pixel_grid, sample_bilinear
+
+PATCH_PAIR = ("target", "source")
+"""The order of the two patches along W1's input channels, the original's: its ``ExtractorAttn`` feeds
+``cat((block_target, block_source), 1)``, so channels [0, C) see the target patch and [C, 2C) the
+source patch.  The fast op, the tiled port and the tests all take the order from here; swapped, a
+released checkpoint still loads strictly but applies its target weights to the source patch."""
 
 
 def _window_matrix(weights: torch.Tensor, columns: torch.Tensor, num_columns: int) -> torch.Tensor:
@@ -162,18 +169,22 @@ class LocalAttention(nn.Module):
             raise ValueError(f"flow must be (B, 2, h, w) = {(source.shape[0], 2, *target.shape[2:])} "
                              f"like the target, got {tuple(flow.shape)}")
 
+    def pair_weights(self) -> dict[str, torch.Tensor]:
+        """W1's two input halves (hidden, C, k, k) by the patch they see, ``"target"`` and ``"source"``."""
+        return dict(zip(PATCH_PAIR, self.fully_connect_layer[0].weight.split(self.channels, dim=1)))
+
     def attention_logits(self, source: torch.Tensor, target: torch.Tensor,
                          points: torch.Tensor) -> torch.Tensor:
         """The k*k logits (B, k*k, h, w) of the patch-pair MLP, without building the patches."""
         k = self.kernel_size
         before, after = k // 2, k - 1 - k // 2  # offsets run -before .. after
         first, activation, last = self.fully_connect_layer
-        source_weight, target_weight = first.weight.split(self.channels, dim=1)
+        weight = self.pair_weights()
         # Projected source on the window-extended domain: index j holds the window at j - after.
-        projected = F.conv2d(F.pad(source, (k - 1,) * 4, mode="replicate"), source_weight)
+        projected = F.conv2d(F.pad(source, (k - 1,) * 4, mode="replicate"), weight["source"])
         hidden = sample_bilinear(projected, points + after)
         hidden = hidden + F.conv2d(F.pad(target, (before, after, before, after), mode="replicate"),
-                                   target_weight, first.bias)
+                                   weight["target"], first.bias)
         return last(activation(hidden))
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
@@ -194,7 +205,7 @@ def tiled_local_attention(module: LocalAttention, source: torch.Tensor, target: 
     """The original's layout, step by step: tiled patch blocks, k-stride conv, pixel shuffle, avg-pool."""
     module.check_inputs(source, target, flow)
     k = module.kernel_size
-    source_blocks = extract_blocks(source, flow, k)
-    logits = module.fully_connect_layer(torch.cat((source_blocks, extract_blocks(target, None, k)), 1))
+    blocks = {"source": extract_blocks(source, flow, k), "target": extract_blocks(target, None, k)}
+    logits = module.fully_connect_layer(torch.cat([blocks[patch] for patch in PATCH_PAIR], 1))
     coefficients = F.pixel_shuffle(torch.softmax(logits, dim=1), k)
-    return F.avg_pool2d(coefficients * source_blocks, k)
+    return F.avg_pool2d(coefficients * blocks["source"], k)

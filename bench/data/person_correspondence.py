@@ -35,38 +35,61 @@ from pathlib import Path
 import numpy as np
 
 BACKGROUND = -1  # shape index of pixels no recorded shape covers
+TIE = 1e-6  # pixels: how near an outline a point counts as on it (see correspondence())
 GROUND_TRUTH_SPLITS = {"all": ("train", "test"), "test": ("test",), "none": ()}
 
 
 @dataclass(frozen=True)
 class Frame:
-    """Affine map from a part's coordinates (body units) to output pixels: ``origin + matrix @ c``."""
+    """Affine map from a part's coordinates (body units) to output pixels: ``origin + matrix @ c``.
 
-    origin: np.ndarray  # (2,) pixels
-    matrix: np.ndarray  # (2, 2)
+    All arithmetic here is elementwise IEEE double (no BLAS, whose summation order and fused
+    multiply-adds vary with the CPU), so the ground truth is the same on every machine.
+    """
+
+    origin: tuple[float, float]  # pixels
+    matrix: tuple[tuple[float, float], tuple[float, float]]
 
     @staticmethod
     def rigid(centre: np.ndarray, unit: float, angle: float = 0.0) -> Frame:
         """Offsets from ``centre`` in body units, turned by ``angle`` (radians, from the image axes)."""
-        c, s = math.cos(angle), math.sin(angle)
-        return Frame(np.asarray(centre, dtype=float), unit * np.array([[c, -s], [s, c]]))
+        c, s = math.cos(angle) * unit, math.sin(angle) * unit
+        return Frame((float(centre[0]), float(centre[1])), ((c, -s), (s, c)))
 
     @staticmethod
     def along(corners: np.ndarray, length: float, unit: float) -> Frame:
         """A limb-like quad (a_left, a_right, b_right, b_left), symmetric about its axis a -> b:
         coordinates (distance along from a, ``length`` at b; offset across towards a_right), the
         layout of the garment patterns (:func:`bench.data.persons._draw_part`)."""
-        start = (corners[0] + corners[1]) / 2
-        end = (corners[2] + corners[3]) / 2
-        across = corners[1] - corners[0]
-        across = across / max(float(np.hypot(*across)), 1e-9) * unit
-        return Frame(start, np.stack([(end - start) / length, across], axis=1))
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = np.asarray(corners, dtype=float).tolist()
+        start = ((x0 + x1) / 2, (y0 + y1) / 2)
+        end = ((x2 + x3) / 2, (y2 + y3) / 2)
+        norm = max(math.hypot(x1 - x0, y1 - y0), 1e-9)
+        across = ((x1 - x0) / norm * unit, (y1 - y0) / norm * unit)
+        along = ((end[0] - start[0]) / length, (end[1] - start[1]) / length)
+        return Frame(start, ((along[0], across[0]), (along[1], across[1])))
 
-    def to_pixels(self, coords: np.ndarray) -> np.ndarray:
-        return self.origin + coords @ self.matrix.T
+    def inverse(self) -> Frame:
+        """The map from output pixels back to the part's coordinates."""
+        (a, b), (c, d) = self.matrix
+        det = a * d - b * c
+        inv = ((d / det, -b / det), (-c / det, a / det))
+        ox, oy = self.origin
+        return Frame((-(inv[0][0] * ox + inv[0][1] * oy), -(inv[1][0] * ox + inv[1][1] * oy)), inv)
 
-    def to_coords(self, points: np.ndarray) -> np.ndarray:
-        return (points - self.origin) @ np.linalg.inv(self.matrix).T
+    def then(self, other: Frame) -> Frame:
+        """``other`` applied after this map."""
+        (a, b), (c, d) = other.matrix
+        (e, f), (g, h) = self.matrix
+        ox, oy = self.origin
+        matrix = ((a * e + b * g, a * f + b * h), (c * e + d * g, c * f + d * h))
+        return Frame((a * ox + b * oy + other.origin[0], c * ox + d * oy + other.origin[1]), matrix)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """The map at points (m, 2)."""
+        (a, b), (c, d) = self.matrix
+        x, y = points[:, 0], points[:, 1]
+        return np.stack([a * x + b * y + self.origin[0], c * x + d * y + self.origin[1]], axis=1)
 
 
 @dataclass(frozen=True)
@@ -84,16 +107,23 @@ class Part:
 class Polygon:
     points: np.ndarray  # (n, 2) output pixels
 
-    def contains(self, xy: np.ndarray) -> np.ndarray:
-        """Even-odd rule at the points (m, 2)."""
+    def contains(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Even-odd rule at the points (m, 2); points within ``|margin|`` pixels of an edge count
+        as inside for a positive margin, outside for a negative one."""
         inside = np.zeros(len(xy), dtype=bool)
+        on_edge = np.zeros(len(xy), dtype=bool)
         x, y = xy[:, 0], xy[:, 1]
-        for (x0, y0), (x1, y1) in zip(self.points, np.roll(self.points, -1, axis=0)):
+        corners = self.points.tolist()
+        for (x0, y0), (x1, y1) in zip(corners, corners[1:] + corners[:1]):
             crosses = (y0 > y) != (y1 > y)
             with np.errstate(divide="ignore", invalid="ignore"):
                 at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
             inside ^= crosses & (x < at)
-        return inside
+            if margin:
+                dx, dy = x1 - x0, y1 - y0
+                t = np.clip(((x - x0) * dx + (y - y0) * dy) / max(dx * dx + dy * dy, 1e-300), 0.0, 1.0)
+                on_edge |= (x - x0 - t * dx) ** 2 + (y - y0 - t * dy) ** 2 <= margin * margin
+        return inside | on_edge if margin > 0 else inside & ~on_edge
 
 
 @dataclass(frozen=True)
@@ -105,9 +135,11 @@ class Ellipse:
     radii: tuple[float, float]
     arc: tuple[float, float] | None = None
 
-    def contains(self, xy: np.ndarray) -> np.ndarray:
-        d = (xy - self.centre) / np.array(self.radii)
-        inside = (d**2).sum(axis=1) <= 1.0
+    def contains(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Whether the points (m, 2) lie inside, the outline moved out by ``margin`` pixels
+        (about: exact for circles and for the chord's straight side)."""
+        d = (xy - self.centre) / (np.array(self.radii) + margin)
+        inside = d[:, 0] ** 2 + d[:, 1] ** 2 <= 1.0
         if self.arc is None:
             return inside
         start, end = (math.radians(a) for a in self.arc)
@@ -117,7 +149,8 @@ class Ellipse:
         edge = p1 - p0
         side = edge[0] * (d[:, 1] - p0[1]) - edge[1] * (d[:, 0] - p0[0])
         arc_side = edge[0] * (towards[1] - p0[1]) - edge[1] * (towards[0] - p0[0])
-        return inside & (side * np.sign(arc_side) >= 0)
+        tolerance = margin / min(self.radii) * math.hypot(*edge)
+        return inside & (side * np.sign(arc_side) >= -tolerance)
 
 
 Shape = Polygon | Ellipse
@@ -130,14 +163,16 @@ class Recording:
     shapes: list[tuple[Shape, Part]]
     _grids: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
-    def topmost(self, xy: np.ndarray) -> np.ndarray:
-        """Index of the topmost shape at each point (m, 2), ``BACKGROUND`` where none covers it."""
+    def topmost(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Index of the topmost shape at each point (m, 2), ``BACKGROUND`` where none covers it;
+        shapes grown by ``margin`` pixels (shrunk where negative)."""
         top = np.full(len(xy), BACKGROUND, dtype=np.int64)
+        x, y = xy[:, 0], xy[:, 1]
         for index, (shape, _) in enumerate(self.shapes):
-            low, high = _bounds(shape)
-            near = np.nonzero(((xy >= low) & (xy <= high)).all(axis=1))[0]
+            (x0, y0), (x1, y1) = _bounds(shape)
+            near = np.nonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))[0]
             if len(near):
-                top[near[shape.contains(xy[near])]] = index
+                top[near[shape.contains(xy[near], margin)]] = index
         return top
 
     def grid(self, height: int, width: int) -> np.ndarray:
@@ -179,28 +214,31 @@ def correspondence(
     visibility, bool (H, W), of two drawings of one identity at ``height`` x ``width``.
 
     Where the target's part is drawn in the source but hidden there, the flow still points at it;
-    where the source lacks the part, the flow is 0.
+    where the source lacks the part, the flow is 0.  Keypoints are integer pixels, so outlines
+    often pass exactly through the points tested; a point within ``TIE`` pixels of an outline
+    counts as inside its own part and outside the parts drawn over it, so rounding never decides.
     """
     centres = _pixel_centres(height, width)
     target_top = target.grid(height, width).ravel()
     source_top = source.grid(height, width).ravel()
-    source_frames = {part.key: part.frame for _, part in source.shapes}
+    source_index = {part.key: index for index, (_, part) in enumerate(source.shapes)}  # the topmost of a key
     flow = np.zeros((len(centres), 2))
     visible = (target_top == BACKGROUND) & (source_top == BACKGROUND)
-    mapped = np.zeros(len(centres), dtype=bool)
-    for index in np.unique(target_top[target_top != BACKGROUND]):
+    groups = []
+    for index in np.unique(target_top[target_top != BACKGROUND]).tolist():
         part = target.shapes[index][1]
-        if part.key in source_frames:
-            at = target_top == index
-            flow[at] = source_frames[part.key].to_pixels(part.frame.to_coords(centres[at])) - centres[at]
-            mapped |= at
-    points = centres[mapped] + flow[mapped]
-    found = source.topmost(points)
-    source_keys = [part.key for _, part in source.shapes]
-    visible[mapped] = [
-        top != BACKGROUND and source_keys[top] == target.shapes[want][1].key
-        for top, want in zip(found.tolist(), target_top[mapped].tolist())
-    ]
+        if part.key in source_index:
+            at = np.nonzero(target_top == index)[0]
+            shape, own = source.shapes[source_index[part.key]]
+            points = part.frame.inverse().then(own.frame).apply(centres[at])
+            flow[at] = points - centres[at]
+            groups.append((at, points, shape.contains(points, TIE), source_index[part.key]))
+    if groups:
+        at = np.concatenate([g[0] for g in groups])
+        over = source.topmost(np.concatenate([g[1] for g in groups]), -TIE)  # the topmost that surely covers
+        inside = np.concatenate([g[2] for g in groups])
+        own = np.concatenate([np.full(len(g[0]), g[3]) for g in groups])
+        visible[at] = inside & (over <= own)
     return flow.T.reshape(2, height, width).astype(np.float32), visible.reshape(height, width)
 
 

@@ -18,6 +18,12 @@ Output (``write_dataset``): ``train/`` and ``test/`` PNGs, ``fashion-annotation-
 (``name:keypoints_y:keypoints_x``), ``fashion-pairs-{train,test}.csv`` (``from,to``: two poses of one
 identity) and ``params.json``; train and test identities are disjoint.  ``ensure_dataset`` caches it
 under ``<data_root>/synthetic/persons-<hash>/``.
+
+Ground truth: every shape that bounds a body part is drawn with its part (a key and the part's
+coordinate frame, the one its garment pattern is laid out in), and the canvas records it; from the
+two recordings of a pair :mod:`bench.data.person_correspondence` gives the exact backward flow and
+visibility, written as ``fashion-flow-<split>.npy`` / ``fashion-visibility-<split>.npy`` for the
+splits ``ground_truth`` names (rows in the pairs CSV's order).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -107,14 +108,23 @@ class Part:
 class Polygon:
     points: np.ndarray  # (n, 2) output pixels
 
+    @cached_property
+    def bounds(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The bounding box ((min x, min y), (max x, max y)) in pixels."""
+        return tuple(self.points.min(axis=0).tolist()), tuple(self.points.max(axis=0).tolist())
+
+    @cached_property
+    def _edges(self) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+        corners = self.points.tolist()
+        return list(zip(corners, corners[1:] + corners[:1]))
+
     def contains(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """Even-odd rule at the points (m, 2); points within ``|margin|`` pixels of an edge count
         as inside for a positive margin, outside for a negative one."""
         inside = np.zeros(len(xy), dtype=bool)
         on_edge = np.zeros(len(xy), dtype=bool)
         x, y = xy[:, 0], xy[:, 1]
-        corners = self.points.tolist()
-        for (x0, y0), (x1, y1) in zip(corners, corners[1:] + corners[:1]):
+        for (x0, y0), (x1, y1) in self._edges:
             crosses = (y0 > y) != (y1 > y)
             with np.errstate(divide="ignore", invalid="ignore"):
                 at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
@@ -134,6 +144,12 @@ class Ellipse:
     centre: np.ndarray
     radii: tuple[float, float]
     arc: tuple[float, float] | None = None
+
+    @cached_property
+    def bounds(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The bounding box ((min x, min y), (max x, max y)) in pixels (of the whole ellipse)."""
+        (cx, cy), (rx, ry) = self.centre.tolist(), self.radii
+        return (cx - rx, cy - ry), (cx + rx, cy + ry)
 
     def contains(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """Whether the points (m, 2) lie inside, the outline moved out by ``margin`` pixels
@@ -169,7 +185,7 @@ class Recording:
         top = np.full(len(xy), BACKGROUND, dtype=np.int64)
         x, y = xy[:, 0], xy[:, 1]
         for index, (shape, _) in enumerate(self.shapes):
-            (x0, y0), (x1, y1) = _bounds(shape)
+            (x0, y0), (x1, y1) = shape.bounds
             near = np.nonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))[0]
             if len(near):
                 top[near[shape.contains(xy[near], margin)]] = index
@@ -182,9 +198,9 @@ class Recording:
             return self._grids[height, width]
         top = np.full((height, width), BACKGROUND, dtype=np.int64)
         for index, (shape, _) in enumerate(self.shapes):
-            low, high = _bounds(shape)
-            x0, y0 = np.maximum(np.ceil(low).astype(int), 0)
-            x1, y1 = np.minimum(np.floor(high).astype(int), [width - 1, height - 1])
+            (left, low), (right, high) = shape.bounds
+            x0, y0 = max(math.ceil(left), 0), max(math.ceil(low), 0)
+            x1, y1 = min(math.floor(right), width - 1), min(math.floor(high), height - 1)
             if x1 < x0 or y1 < y0:
                 continue
             ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
@@ -192,14 +208,6 @@ class Recording:
             top[y0 : y1 + 1, x0 : x1 + 1][inside.reshape(xs.shape)] = index
         self._grids[height, width] = top
         return top
-
-
-def _bounds(shape: Shape) -> tuple[np.ndarray, np.ndarray]:
-    """The shape's bounding box (min xy, max xy) in pixels."""
-    if isinstance(shape, Polygon):
-        return shape.points.min(axis=0), shape.points.max(axis=0)
-    radii = np.array(shape.radii)
-    return shape.centre - radii, shape.centre + radii
 
 
 def _pixel_centres(height: int, width: int) -> np.ndarray:
@@ -218,6 +226,10 @@ def correspondence(
     often pass exactly through the points tested; a point within ``TIE`` pixels of an outline
     counts as inside its own part and outside the parts drawn over it, so rounding never decides.
     """
+    for recording in (source, target):
+        keys = [part.key for _, part in recording.shapes]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"correspondence: a part key names several shapes of one drawing: {keys}")
     centres = _pixel_centres(height, width)
     target_top = target.grid(height, width).ravel()
     source_top = source.grid(height, width).ravel()
@@ -232,13 +244,22 @@ def correspondence(
             shape, own = source.shapes[source_index[part.key]]
             points = part.frame.inverse().then(own.frame).apply(centres[at])
             flow[at] = points - centres[at]
-            groups.append((at, points, shape.contains(points, TIE), source_index[part.key]))
+            groups.append((at, points, source_index[part.key]))
     if groups:
         at = np.concatenate([g[0] for g in groups])
-        over = source.topmost(np.concatenate([g[1] for g in groups]), -TIE)  # the topmost that surely covers
-        inside = np.concatenate([g[2] for g in groups])
-        own = np.concatenate([np.full(len(g[0]), g[3]) for g in groups])
-        visible[at] = inside & (over <= own)
+        points = np.concatenate([g[1] for g in groups])
+        own = np.concatenate([np.full(len(g[0]), g[2]) for g in groups])
+        shown = source.topmost(points) == own
+        # Only a point found hidden can be on an outline that rounding decided (the tie rule only
+        # ever adds visibility): test those again, own part grown by TIE, the parts over it shrunk.
+        again = np.nonzero(~shown)[0]
+        over = source.topmost(points[again], -TIE)
+        inside = np.zeros(len(again), dtype=bool)
+        for index in np.unique(own[again]).tolist():
+            those = own[again] == index
+            inside[those] = source.shapes[index][0].contains(points[again][those], TIE)
+        shown[again] = inside & (over <= own[again])
+        visible[at] = shown
     return flow.T.reshape(2, height, width).astype(np.float32), visible.reshape(height, width)
 
 

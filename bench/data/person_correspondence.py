@@ -233,7 +233,7 @@ def correspondence(
     centres = _pixel_centres(height, width)
     target_top = target.grid(height, width).ravel()
     source_top = source.grid(height, width).ravel()
-    source_index = {part.key: index for index, (_, part) in enumerate(source.shapes)}  # the topmost of a key
+    source_index = {part.key: index for index, (_, part) in enumerate(source.shapes)}
     flow = np.zeros((len(centres), 2))
     visible = (target_top == BACKGROUND) & (source_top == BACKGROUND)
     groups = []
@@ -241,7 +241,7 @@ def correspondence(
         part = target.shapes[index][1]
         if part.key in source_index:
             at = np.nonzero(target_top == index)[0]
-            shape, own = source.shapes[source_index[part.key]]
+            own = source.shapes[source_index[part.key]][1]
             points = part.frame.inverse().then(own.frame).apply(centres[at])
             flow[at] = points - centres[at]
             groups.append((at, points, source_index[part.key]))

@@ -24,7 +24,7 @@ def _files(root: Path) -> dict[str, bytes]:
 def _render(params: persons.PersonsParams, split: str, index: int, pose_index: int):
     """Re-render one image as write_dataset does; returns (image, keypoints, pose, background)."""
     session = persons.sample_session(params, split, index)
-    image, keypoints, pose = persons.render_example(params, split, index, pose_index, session)
+    image, keypoints, pose, _ = persons.render_example(params, split, index, pose_index, session)
     return image, keypoints, pose, session[1]
 
 

@@ -18,6 +18,12 @@ Output (``write_dataset``): ``train/`` and ``test/`` PNGs, ``fashion-annotation-
 (``name:keypoints_y:keypoints_x``), ``fashion-pairs-{train,test}.csv`` (``from,to``: two poses of one
 identity) and ``params.json``; train and test identities are disjoint.  ``ensure_dataset`` caches it
 under ``<data_root>/synthetic/persons-<hash>/``.
+
+Ground truth: every shape that bounds a body part is drawn with its part (a key and the part's
+coordinate frame, the one its garment pattern is laid out in), and the canvas records it; from the
+two recordings of a pair :mod:`bench.data.person_correspondence` gives the exact backward flow and
+visibility, written as ``fashion-flow-<split>.npy`` / ``fashion-visibility-<split>.npy`` for the
+splits ``ground_truth`` names (rows in the pairs CSV's order).
 """
 
 from __future__ import annotations
@@ -39,11 +45,22 @@ from PIL import Image, ImageDraw
 from bench.config import ConfigError, TaskConfig
 from bench.data.base import Progress, reject_unknown_keys
 from bench.data.heatmaps import MISSING, NUM_KEYPOINTS
+from bench.data.person_correspondence import (
+    GROUND_TRUTH_SPLITS,
+    Ellipse,
+    Frame,
+    GroundTruthWriter,
+    Part,
+    Polygon,
+    Recording,
+    correspondence,
+)
 
 PARAMS_FILE = "params.json"
 FILE_PREFIX = "fashion"
-GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets are regenerated
+GENERATOR_VERSION = 3  # bump when the drawing changes, so cached datasets are regenerated
 # 2: one backdrop per identity (its photo session) instead of one per image
+# 3: ground-truth correspondence of the pairs (the images are unchanged)
 SUPERSAMPLE = 2
 VIEWS = ("front", "back", "side_left", "side_right")
 VIEW_WEIGHTS = (0.45, 0.2, 0.175, 0.175)
@@ -79,6 +96,7 @@ class PersonsParams:
     poses_per_identity: int = 4
     pairs_per_identity: int | None = None  # ordered (source, target) pose pairs per identity; None: all
     closeup_fraction: float = 0.0  # share of images framed closer, legs leaving the frame
+    ground_truth: str = "all"  # splits whose pairs get ground-truth correspondence: all, test, none
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +115,11 @@ class PersonsParams:
         fraction = self.closeup_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
             raise ConfigError(f"dataset.synthetic.closeup_fraction: expected a number in [0, 1], got {fraction!r}")
+        if self.ground_truth not in GROUND_TRUTH_SPLITS:
+            raise ConfigError(
+                f"dataset.synthetic.ground_truth: expected one of {', '.join(GROUND_TRUTH_SPLITS)}, "
+                f"got {self.ground_truth!r}"
+            )
         if self.pairs_per_identity is None:
             return
         _require_int("pairs_per_identity", self.pairs_per_identity, minimum=1)
@@ -489,34 +512,54 @@ def render_background(background: Background, height: int, width: int) -> Image.
 
 
 class _Canvas:
-    """PIL drawing in output-pixel coordinates (pixel centres at integers) on a supersampled image."""
+    """PIL drawing in output-pixel coordinates (pixel centres at integers) on a supersampled image.
+
+    Shapes drawn with a part (a ``key`` for round shapes, whose frame defaults to offsets from their
+    centre) are recorded in ``recording``, the input of :mod:`bench.data.person_correspondence`.
+    """
 
     def __init__(self, background: Background, height: int, width: int, unit: float) -> None:
         self.image = _backdrop(background, height * SUPERSAMPLE, width * SUPERSAMPLE)
         self.draw = ImageDraw.Draw(self.image)
         self.unit = unit
         self.size = (width, height)
+        self.recording = Recording([])
 
     def xy(self, points: np.ndarray) -> list[tuple[float, float]]:
         pts = (np.asarray(points, dtype=float).reshape(-1, 2) + 0.5) * SUPERSAMPLE
         return [tuple(p) for p in pts.tolist()]
 
-    def polygon(self, points: np.ndarray, colour: RGB) -> None:
+    def polygon(self, points: np.ndarray, colour: RGB, part: Part | None = None) -> None:
         self.draw.polygon(self.xy(points), fill=colour)
+        if part is not None:
+            self.recording.shapes.append((Polygon(np.asarray(points, dtype=float)), part))
 
-    def ellipse(self, centre: Point, rx: float, ry: float, colour: RGB) -> None:
-        """An axis-aligned ellipse with radii in body units."""
+    def ellipse(
+        self,
+        centre: Point,
+        rx: float,
+        ry: float,
+        colour: RGB,
+        key: tuple | None = None,
+        shade: float = 1.0,
+        arc: tuple[float, float] | None = None,
+        frame: Frame | None = None,
+    ) -> None:
+        """An axis-aligned ellipse with radii in body units (with ``arc``, PIL's chord of it)."""
         ((cx, cy),) = self.xy(centre)
         s = SUPERSAMPLE * self.unit
-        self.draw.ellipse((cx - rx * s, cy - ry * s, cx + rx * s, cy + ry * s), fill=colour)
+        box = (cx - rx * s, cy - ry * s, cx + rx * s, cy + ry * s)
+        if arc is None:
+            self.draw.ellipse(box, fill=colour)
+        else:
+            self.draw.chord(box, arc[0], arc[1], fill=colour)
+        if key is not None:
+            centre = np.asarray(centre, dtype=float)
+            part = Part(key, frame or Frame.rigid(centre, self.unit), shade)
+            self.recording.shapes.append((Ellipse(centre, (rx * self.unit, ry * self.unit), arc), part))
 
-    def disc(self, centre: Point, radius: float, colour: RGB) -> None:
-        self.ellipse(centre, radius, radius, colour)
-
-    def chord(self, centre: Point, rx: float, ry: float, start: float, end: float, colour: RGB) -> None:
-        ((cx, cy),) = self.xy(centre)
-        s = SUPERSAMPLE * self.unit
-        self.draw.chord((cx - rx * s, cy - ry * s, cx + rx * s, cy + ry * s), start, end, fill=colour)
+    def disc(self, centre: Point, radius: float, colour: RGB, key: tuple | None = None, shade: float = 1.0) -> None:
+        self.ellipse(centre, radius, radius, colour, key, shade)
 
     def result(self) -> Image.Image:
         return self.image.resize(self.size, Image.Resampling.LANCZOS)
@@ -553,17 +596,21 @@ def _pattern_cells(garment: Garment, length: float, half: float) -> tuple[np.nda
     return u[odd], u[odd] + p, v[odd], v[odd] + p
 
 
-def _draw_part(canvas: _Canvas, corners: np.ndarray, length: float, garment: Garment) -> None:
+def _draw_part(
+    canvas: _Canvas, corners: np.ndarray, length: float, garment: Garment, key: tuple, shade: float = 1.0
+) -> None:
     """Fill a quad part and lay the garment's pattern over it in the part's own body units:
-    ``length`` is the part's true length (before foreshortening), so patterns stay attached."""
-    canvas.polygon(corners, garment.base)
+    ``length`` is the part's true length (before foreshortening), so patterns stay attached.  The
+    quad is recorded as part ``key`` in those units (the pattern's stripes and checks are not: they
+    are a function of them)."""
+    unit = canvas.unit
+    canvas.polygon(corners, garment.base, Part(key, Frame.along(corners, length, unit), shade))
     if garment.pattern == "solid":
         return
-    unit = canvas.unit
     half_a = np.hypot(*(corners[1] - corners[0])) / 2 / unit
     half_b = np.hypot(*(corners[2] - corners[3])) / 2 / unit
     if garment.pattern in ("dots", "print"):
-        _draw_prints(canvas, corners, length, (half_a, half_b), garment)
+        _draw_prints(canvas, corners, length, (half_a, half_b), garment, key, shade)
         return
     u0, u1, v0, v1 = _pattern_cells(garment, length, max(half_a, half_b))
     t = np.clip(np.stack([u0, u1], axis=1) / length, 0.0, 1.0)  # (n, 2): the cell's ends along the part
@@ -578,9 +625,16 @@ def _draw_part(canvas: _Canvas, corners: np.ndarray, length: float, garment: Gar
 
 
 def _draw_prints(
-    canvas: _Canvas, corners: np.ndarray, length: float, half: tuple[float, float], garment: Garment
+    canvas: _Canvas,
+    corners: np.ndarray,
+    length: float,
+    half: tuple[float, float],
+    garment: Garment,
+    key: tuple,
+    shade: float,
 ) -> None:
-    """Dots, or diamonds in two alternating colours, on a staggered lattice inside the part."""
+    """Dots, or diamonds in two alternating colours, on a staggered lattice inside the part; each
+    print is a part of its own (``key`` + its lattice row and lane), as PIL draws it unturned."""
     p, radius = garment.period, 0.22 * garment.period
     rows = np.arange(-1, int(length / p) + 2)
     lanes = np.arange(-int(max(half) / p) - 1, int(max(half) / p) + 2)
@@ -592,11 +646,13 @@ def _draw_prints(
     inside = (u >= radius) & (u <= length - radius) & (np.abs(v) + radius <= w)
     centres = _patch(corners, t[inside], v[inside] / w[inside])
     diamond = np.array([[0, -1], [1, 0], [0, 1], [-1, 0]]) * 1.2 * radius * canvas.unit
-    for centre, parity in zip(centres, (i + j)[inside] % 2):
+    for centre, parity, row, lane in zip(centres, (i + j)[inside] % 2, i[inside].tolist(), j[inside].tolist()):
+        print_key = (*key, "print", row, lane)
         if garment.pattern == "dots":
-            canvas.disc(centre, radius, garment.accent)
+            canvas.disc(centre, radius, garment.accent, print_key, shade)
         else:
-            canvas.polygon(centre + diamond, garment.accent if parity else garment.accent2)
+            part = Part(print_key, Frame.rigid(centre, canvas.unit), shade)
+            canvas.polygon(centre + diamond, garment.accent if parity else garment.accent2, part)
 
 
 def _draw_limb(
@@ -606,14 +662,19 @@ def _draw_limb(
     lengths: tuple[float, float],
     halves: tuple[float, float, float],
     dress: tuple[Garment, Garment],
+    name: tuple,
+    shade: float,
 ) -> None:
-    """Two segments (upper, lower), each in its own garment (or skin), over round joint caps."""
+    """Two segments (upper, lower), each in its own garment (or skin), over round joint caps; the
+    parts are ``name`` + upper, lower and the caps' root, middle."""
     a, b, c = (joints[j].astype(float) for j in chain)
     unit = canvas.unit
-    canvas.disc(a, halves[0], dress[0].base)
-    canvas.disc(b, halves[1], dress[1].base)
-    _draw_part(canvas, _limb_corners(a, b, halves[0] * unit, halves[1] * unit), lengths[0], dress[0])
-    _draw_part(canvas, _limb_corners(b, c, halves[1] * unit, halves[2] * unit), lengths[1], dress[1])
+    canvas.disc(a, halves[0], dress[0].base, (*name, "root"), shade)
+    canvas.disc(b, halves[1], dress[1].base, (*name, "middle"), shade)
+    upper = _limb_corners(a, b, halves[0] * unit, halves[1] * unit)
+    _draw_part(canvas, upper, lengths[0], dress[0], (*name, "upper"), shade)
+    lower = _limb_corners(b, c, halves[1] * unit, halves[2] * unit)
+    _draw_part(canvas, lower, lengths[1], dress[1], (*name, "lower"), shade)
 
 
 def _draw_arm(canvas: _Canvas, identity: Identity, joints: np.ndarray, side: str, shade: float) -> None:
@@ -622,12 +683,11 @@ def _draw_arm(canvas: _Canvas, identity: Identity, joints: np.ndarray, side: str
     sleeve = _shade(identity.top, shade)
     dress = {"long": (sleeve, sleeve), "short": (sleeve, skin), "none": (skin, skin)}[identity.sleeves]
     chain = ARM[side]
-    _draw_limb(
-        canvas, joints, chain, (identity.build.upper_arm, identity.build.forearm), (0.24 * g, 0.19 * g, 0.15 * g), dress
-    )
+    lengths, halves = (identity.build.upper_arm, identity.build.forearm), (0.24 * g, 0.19 * g, 0.15 * g)
+    _draw_limb(canvas, joints, chain, lengths, halves, dress, ("arm", side), shade)
     elbow, wrist = joints[chain[1]].astype(float), joints[chain[2]].astype(float)
     direction = (wrist - elbow) / max(np.hypot(*(wrist - elbow)), 1e-6)
-    canvas.disc(wrist + direction * 0.12 * canvas.unit, 0.15 * g, skin.base)
+    canvas.disc(wrist + direction * 0.12 * canvas.unit, 0.15 * g, skin.base, ("arm", side, "hand"), shade)
 
 
 def _draw_leg(canvas: _Canvas, identity: Identity, joints: np.ndarray, side: str, facing: float, shade: float) -> None:
@@ -636,15 +696,15 @@ def _draw_leg(canvas: _Canvas, identity: Identity, joints: np.ndarray, side: str
     cloth = _shade(identity.bottom, shade)
     dress = {"trousers": (cloth, cloth), "shorts": (cloth, skin), "skirt": (skin, skin)}[identity.bottom_kind]
     chain = LEG[side]
-    _draw_limb(
-        canvas, joints, chain, (identity.build.thigh, identity.build.shin), (0.33 * g, 0.25 * g, 0.17 * g), dress
-    )
+    lengths, halves = (identity.build.thigh, identity.build.shin), (0.33 * g, 0.25 * g, 0.17 * g)
+    _draw_limb(canvas, joints, chain, lengths, halves, dress, ("leg", side), shade)
     ankle = joints[chain[2]].astype(float)
     shoe = _darker(identity.shoes, shade)
+    key = ("leg", side, "shoe")
     if facing:
-        canvas.ellipse(ankle + np.array([0.2 * facing, 0.12]) * canvas.unit, 0.32, 0.13, shoe)
+        canvas.ellipse(ankle + np.array([0.2 * facing, 0.12]) * canvas.unit, 0.32, 0.13, shoe, key, shade)
     else:
-        canvas.ellipse(ankle + np.array([0.0, 0.12]) * canvas.unit, 0.2, 0.14, shoe)
+        canvas.ellipse(ankle + np.array([0.0, 0.12]) * canvas.unit, 0.2, 0.14, shoe, key, shade)
 
 
 @dataclass
@@ -698,15 +758,16 @@ def _draw_logo(canvas: _Canvas, identity: Identity, corners: np.ndarray) -> None
         return centre + (np.array(points) * r) @ rot.T
 
     colour = identity.logo_colour
+    part = Part(("logo",), Frame.rigid(centre, canvas.unit, angle))
     if identity.logo == "circle":
-        canvas.disc(centre, 0.26 * identity.build.girth, colour)
+        canvas.disc(centre, 0.26 * identity.build.girth, colour, part.key)
     elif identity.logo == "ring":
-        canvas.disc(centre, 0.26 * identity.build.girth, colour)
-        canvas.disc(centre, 0.14 * identity.build.girth, identity.top.base)
+        canvas.disc(centre, 0.26 * identity.build.girth, colour, part.key)
+        canvas.disc(centre, 0.14 * identity.build.girth, identity.top.base, ("logo", "hole"))
     elif identity.logo == "triangle":
-        canvas.polygon(shape([(0, -1), (0.95, 0.7), (-0.95, 0.7)]), colour)
+        canvas.polygon(shape([(0, -1), (0.95, 0.7), (-0.95, 0.7)]), colour, part)
     elif identity.logo == "diamond":
-        canvas.polygon(shape([(0, -1), (0.75, 0), (0, 1), (-0.75, 0)]), colour)
+        canvas.polygon(shape([(0, -1), (0.75, 0), (0, 1), (-0.75, 0)]), colour, part)
     elif identity.logo == "star":
         star = [
             (
@@ -715,7 +776,7 @@ def _draw_logo(canvas: _Canvas, identity: Identity, corners: np.ndarray) -> None
             )
             for k in range(10)
         ]
-        canvas.polygon(shape(star), colour)
+        canvas.polygon(shape(star), colour, part)
 
 
 def _draw_head(canvas: _Canvas, identity: Identity, pose: Pose, sk: Skeleton, layout: Layout) -> None:
@@ -724,28 +785,31 @@ def _draw_head(canvas: _Canvas, identity: Identity, pose: Pose, sk: Skeleton, la
     skin = identity.skin
     # The head's rotation in PIL's clockwise degrees, to turn the hair chords with it.
     tilt = math.degrees(math.atan2(-sk.head_axis[0], sk.head_axis[1]))
+    # The face and the hair share the head's frame, turned with it (the ellipses themselves are not).
+    head = Frame.rigid(centre, layout.unit, math.radians(tilt))
     dark = (30, 25, 25)
     if sk.facing:
-        canvas.ellipse(centre, 0.4, 0.5, skin)
-        canvas.ellipse(joints[NOSE], 0.07, 0.07, skin)
+        canvas.ellipse(centre, 0.4, 0.5, skin, ("head",), frame=head)
+        canvas.ellipse(joints[NOSE], 0.07, 0.07, skin, ("nose", "profile"))
         # Hair over the back and top: a chord from behind the jaw round to the brow.
         start, end = (120, 300) if sk.facing > 0 else (240, 60)
-        canvas.chord(centre, 0.44, 0.54, start + tilt, end + tilt, identity.hair)
-        canvas.ellipse(joints[FACE[sk.near][1]], 0.08, 0.12, _darker(skin, 0.9))
-        canvas.disc(joints[FACE[sk.near][0]], 0.06, dark)
+        canvas.ellipse(centre, 0.44, 0.54, identity.hair, ("hair",), arc=(start + tilt, end + tilt), frame=head)
+        canvas.ellipse(joints[FACE[sk.near][1]], 0.08, 0.12, _darker(skin, 0.9), ("ear", sk.near), 0.9)
+        canvas.disc(joints[FACE[sk.near][0]], 0.06, dark, ("eye", sk.near))
         return
     for side in "RL":
-        canvas.ellipse(joints[FACE[side][1]], 0.08, 0.13, _darker(skin, 0.92))
+        canvas.ellipse(joints[FACE[side][1]], 0.08, 0.13, _darker(skin, 0.92), ("ear", side), 0.92)
     if pose.view == "back":
-        canvas.ellipse(centre - np.array([0.0, 0.02]) * layout.unit, 0.42, 0.53, identity.hair)
+        canvas.ellipse(centre - np.array([0.0, 0.02]) * layout.unit, 0.42, 0.53, identity.hair, ("hair",), frame=head)
         return
-    canvas.ellipse(centre, 0.39, 0.5, skin)
-    canvas.chord(centre - np.array([0.0, 0.04]) * layout.unit, 0.43, 0.52, 185 + tilt, 355 + tilt, identity.hair)
-    for eye in (R_EYE, L_EYE):
-        canvas.disc(joints[eye], 0.06, dark)
-    canvas.disc(joints[NOSE], 0.05, _darker(skin, 0.8))
+    canvas.ellipse(centre, 0.39, 0.5, skin, ("head",), frame=head)
+    hair_centre = centre - np.array([0.0, 0.04]) * layout.unit
+    canvas.ellipse(hair_centre, 0.43, 0.52, identity.hair, ("hair",), arc=(185 + tilt, 355 + tilt), frame=head)
+    for eye, side in ((R_EYE, "R"), (L_EYE, "L")):
+        canvas.disc(joints[eye], 0.06, dark, ("eye", side))
+    canvas.disc(joints[NOSE], 0.05, _darker(skin, 0.8), ("nose",))
     mouth = joints[NOSE] + (joints[NOSE] - (joints[R_EYE] + joints[L_EYE]) / 2) * 1.1
-    canvas.ellipse(mouth, 0.1, 0.03, (150, 60, 60))
+    canvas.ellipse(mouth, 0.1, 0.03, (150, 60, 60), ("mouth",))
 
 
 def _draw_long_hair(canvas: _Canvas, identity: Identity, layout: Layout) -> None:
@@ -754,26 +818,21 @@ def _draw_long_hair(canvas: _Canvas, identity: Identity, layout: Layout) -> None
     down = (neck - top) / max(np.hypot(*(neck - top)), 1e-6)
     across = np.array([down[1], -down[0]])
     u = layout.unit
-    canvas.polygon(
-        np.array(
-            [
-                top - across * 0.45 * u,
-                top + across * 0.45 * u,
-                neck + down * 0.55 * u + across * 0.5 * u,
-                neck + down * 0.55 * u - across * 0.5 * u,
-            ]
-        ),
-        identity.hair,
+    bottom = neck + down * 0.55 * u
+    corners = np.array(
+        [top - across * 0.45 * u, top + across * 0.45 * u, bottom + across * 0.5 * u, bottom - across * 0.5 * u]
     )
+    length = float(np.hypot(*(bottom - top))) / u
+    canvas.polygon(corners, identity.hair, Part(("hair", "long"), Frame.along(corners, length, u)))
 
 
 def _draw_neck(canvas: _Canvas, identity: Identity, layout: Layout) -> None:
     neck = layout.keypoints[NECK].astype(float)
     g = identity.build.girth
-    canvas.polygon(
-        _limb_corners(layout.head_centre, neck, 0.16 * g * layout.unit, 0.19 * g * layout.unit),
-        _darker(identity.skin, 0.93),
-    )
+    corners = _limb_corners(layout.head_centre, neck, 0.16 * g * layout.unit, 0.19 * g * layout.unit)
+    length = float(np.hypot(*(neck - layout.head_centre))) / layout.unit
+    part = Part(("neck",), Frame.along(corners, length, layout.unit), 0.93)
+    canvas.polygon(corners, _darker(identity.skin, 0.93), part)
 
 
 def _point_in_quad(point: np.ndarray, quad: np.ndarray) -> bool:
@@ -792,9 +851,11 @@ def render_person(
     width: int,
     rng: np.random.Generator,
     closeup: bool = False,
-) -> tuple[Image.Image, np.ndarray]:
-    """Draw one person; return the RGB image and (18, 2) int ``(y, x)`` keypoints (-1: not visible,
-    hidden by the body or outside the frame).  ``rng`` only places the figure (see :func:`place`).
+) -> tuple[Image.Image, np.ndarray, Recording]:
+    """Draw one person; return the RGB image, (18, 2) int ``(y, x)`` keypoints (-1: not visible,
+    hidden by the body or outside the frame) and the recording of its parts (the input of
+    :func:`bench.data.person_correspondence.correspondence`).  ``rng`` only places the figure (see
+    :func:`place`).
     """
     sk = build_skeleton(identity, pose)
     layout = place(sk, rng, height, width, closeup)
@@ -805,10 +866,10 @@ def render_person(
 
     def torso() -> None:
         if identity.bottom_kind == "skirt":
-            _draw_part(canvas, quads.skirt, 1.4, identity.bottom)
+            _draw_part(canvas, quads.skirt, 1.4, identity.bottom, ("skirt",))
         else:
-            _draw_part(canvas, quads.pelvis, 0.6, identity.bottom)
-        _draw_part(canvas, quads.top, identity.build.torso, identity.top)
+            _draw_part(canvas, quads.pelvis, 0.6, identity.bottom, ("pelvis",))
+        _draw_part(canvas, quads.top, identity.build.torso, identity.top, ("top",))
 
     if sk.facing:
         near, far = sk.near, ("L" if sk.near == "R" else "R")
@@ -851,7 +912,7 @@ def render_person(
             visible[[NOSE, R_EYE, L_EYE]] = False
     inside = (kp[:, 0] >= 0) & (kp[:, 0] < width) & (kp[:, 1] >= 0) & (kp[:, 1] < height)
     yx = np.where((visible & inside)[:, None], kp[:, ::-1], MISSING)
-    return canvas.result(), yx
+    return canvas.result(), yx, canvas.recording
 
 
 # ---------------------------------------------------------------------------------------------
@@ -880,15 +941,16 @@ def sample_session(params: PersonsParams, split: str, index: int) -> tuple[Ident
 
 def render_example(
     params: PersonsParams, split: str, index: int, pose_index: int, session: tuple[Identity, Background]
-) -> tuple[Image.Image, np.ndarray, Pose]:
-    """Image ``pose_index`` of identity ``index``: (image, keypoints, pose), as ``write_dataset`` writes it."""
+) -> tuple[Image.Image, np.ndarray, Pose, Recording]:
+    """Image ``pose_index`` of identity ``index`` as ``write_dataset`` writes it: (image, keypoints,
+    pose, recording of its parts)."""
     height, width = params.resolution
     identity, background = session
     rng = stream(params, split, index, 2 + pose_index)
     pose = fitting_pose(rng, identity, height, width)
     closeup = bool(rng.random() < params.closeup_fraction)
-    image, keypoints = render_person(identity, pose, background, height, width, rng, closeup)
-    return image, keypoints, pose
+    image, keypoints, recording = render_person(identity, pose, background, height, width, rng, closeup)
+    return image, keypoints, pose, recording
 
 
 def fitting_pose(rng: np.random.Generator, identity: Identity, height: int, width: int) -> Pose:
@@ -900,25 +962,37 @@ def fitting_pose(rng: np.random.Generator, identity: Identity, height: int, widt
     return pose
 
 
+def pair_count(params: PersonsParams) -> int:
+    """Ordered (source, target) pairs written per identity."""
+    every = params.poses_per_identity * (params.poses_per_identity - 1)
+    return every if params.pairs_per_identity is None else params.pairs_per_identity
+
+
 def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | None = None) -> None:
-    """Write images, annotation and pairs CSVs for both splits into ``out_dir``."""
+    """Write images, annotation and pairs CSVs for both splits into ``out_dir``, and the ground-truth
+    correspondence of every pair of the splits ``params.ground_truth`` names."""
     counts = {"train": params.identities_train, "test": params.identities_test}
     total = sum(counts.values()) * params.poses_per_identity
+    height, width = params.resolution
     done = 0
     for split, count in counts.items():
         (out_dir / split).mkdir(parents=True, exist_ok=True)
         annotation = ["name:keypoints_y:keypoints_x"]
         pairs = ["from,to"]
+        truth = None
+        if split in GROUND_TRUTH_SPLITS[params.ground_truth]:
+            truth = GroundTruthWriter(out_dir, FILE_PREFIX, split, count * pair_count(params), height, width)
         for index in range(count):
             session = sample_session(params, split, index)
-            names = []
+            names, recordings = [], []
             for pose_index in range(params.poses_per_identity):
-                image, keypoints, pose = render_example(params, split, index, pose_index, session)
+                image, keypoints, pose, recording = render_example(params, split, index, pose_index, session)
                 name = f"{split[:2]}{index:05d}-p{pose_index}-{pose.view.replace('_', '')}.png"
                 image.save(out_dir / split / name, compress_level=1)
                 ys, xs = (json.dumps(keypoints[:, i].tolist()) for i in (0, 1))
                 annotation.append(f"{name}:{ys}:{xs}")
                 names.append(name)
+                recordings.append(recording)
                 done += 1
                 if progress is not None:
                     progress("synthetic persons", done, total)
@@ -927,5 +1001,11 @@ def write_dataset(params: PersonsParams, out_dir: Path, progress: Progress | Non
             if params.pairs_per_identity is not None:
                 chosen = sorted(stream(params, split, index, 1).choice(len(ordered), params.pairs_per_identity, False))
             pairs.extend(f"{names[ordered[k][0]]},{names[ordered[k][1]]}" for k in chosen)
+            if truth is not None:
+                for k in chosen:
+                    source, target = ordered[k]
+                    truth.add(*correspondence(recordings[source], recordings[target], height, width))
+        if truth is not None:
+            truth.close()
         (out_dir / f"{FILE_PREFIX}-annotation-{split}.csv").write_text("\n".join(annotation) + "\n")
         (out_dir / f"{FILE_PREFIX}-pairs-{split}.csv").write_text("\n".join(pairs) + "\n")

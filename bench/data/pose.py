@@ -15,6 +15,11 @@ augmentation: a random affine (rotation +-5 deg, shift U(-5, 5) px per axis, sca
 grey fill) on the source and an independent, damped one (angle x0.2, shift x0.5, scale 1) on the
 target, applied to the keypoints as well.  Augmentation draws from torch's global RNG, so it is
 reproducible under ``torch.manual_seed`` (DataLoader workers derive their seeds from it).
+
+Generated datasets may hold ground-truth correspondence (``<prefix>-flow-<split>.npy``,
+``<prefix>-visibility-<split>.npy``, see :mod:`bench.data.person_correspondence`); when present,
+samples carry ``flow_gt`` and ``visibility_gt``, carried through the resize and the augmentation
+exactly as the images are.  Real datasets have none.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from bench.config import ConfigError, TaskConfig
 from bench.data import persons
 from bench.data.base import DatasetError, DatasetSpec, Problem, Progress
 from bench.data.heatmaps import MISSING, NUM_KEYPOINTS, keypoints_to_heatmaps, missing_mask
+from bench.data.person_correspondence import ground_truth_paths
 from bench.registry import DATASETS
 
 ANNOTATION_HEADER = ["name", "keypoints_y", "keypoints_x"]
@@ -228,6 +234,33 @@ def market_augmentation(shift_scale: float = 1.0) -> tuple[Affine, Affine]:
     return source, Affine(target.angle * 0.2, (target.shift[0] * 0.5, target.shift[1] * 0.5), 1.0)
 
 
+def transport_ground_truth(
+    flow: np.ndarray, visibility: np.ndarray, size: tuple[int, int], source_map: np.ndarray, target_map: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A written pair's ground truth, flow (2, h, w) and visibility (h, w), carried to the loaded
+    pair of ``size`` (H, W): ``source_map`` / ``target_map`` are 3x3 maps of continuous (x, y)
+    coordinates (pixel i spans [i, i + 1)) from the written image to the loaded one (resize, then
+    augmentation).  Each loaded target pixel takes the written pixel under it (nearest: flows and
+    visibility jump at part edges); its source point goes through ``source_map``.  Pixels whose
+    preimage lies outside the written frame get flow 0 and visibility 0.  Returns float32
+    ``flow_gt`` (2, H, W) and ``visibility_gt`` (1, H, W)."""
+    height, width = size
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    loaded = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+    written = np.linalg.inv(target_map) @ loaded
+    column, row = np.floor(written[0]).astype(np.int64), np.floor(written[1]).astype(np.int64)
+    inside = (column >= 0) & (column < visibility.shape[1]) & (row >= 0) & (row < visibility.shape[0])
+    column, row = column.clip(0, visibility.shape[1] - 1), row.clip(0, visibility.shape[0] - 1)
+    source = written[:2] + flow[:, row, column]
+    moved = (source_map @ np.vstack([source, np.ones(source.shape[1])]))[:2] - loaded[:2]
+    moved[:, ~inside] = 0.0
+    shown = (visibility[row, column] > 0) & inside
+    return (
+        torch.from_numpy(moved.reshape(2, height, width).astype(np.float32)),
+        torch.from_numpy(shown.reshape(1, height, width).astype(np.float32)),
+    )
+
+
 def _to_tensor(image: Image.Image) -> torch.Tensor:
     """uint8 (3, H, W)."""
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -249,7 +282,11 @@ class PairDataset(Dataset):
     """(source, target) pairs of one split as GFLA samples, see :mod:`bench.data.base`.
 
     Besides the contract's keys each sample carries ``source_keypoints`` / ``target_keypoints``:
-    float (18, 2) (y, x) at the load resolution after augmentation, -1 where missing.
+    float (18, 2) (y, x) at the load resolution after augmentation, -1 where missing.  With
+    ``truth`` (the paths of the split's flow and visibility arrays, one row per pair of the pairs
+    CSV; ``rows`` the row of each pair) samples carry ``flow_gt`` and ``visibility_gt`` too, resized
+    and augmented with the images (:func:`transport_ground_truth`).  The arrays are memory-mapped on
+    first use in each process, so pickling the dataset for DataLoader workers copies no data.
     """
 
     def __init__(
@@ -261,9 +298,23 @@ class PairDataset(Dataset):
         size: tuple[int, int],
         sigma: float,
         augment: bool,
+        truth: tuple[Path, Path] | None = None,
+        rows: list[int] | None = None,
     ) -> None:
         self.folder, self.pairs, self.keypoints = folder, pairs, keypoints
         self.frame, self.size, self.sigma, self.augment = frame, size, sigma, augment
+        self.truth, self.rows = truth, rows
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}
+
+    def _ground_truth(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            flow, visibility = (np.load(path, mmap_mode="r") for path in self.truth)
+            self._arrays = (flow, visibility)
+        row = self.rows[index]
+        return np.asarray(self._arrays[0][row]), np.asarray(self._arrays[1][row])
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -286,7 +337,7 @@ class PairDataset(Dataset):
             source_affine, target_affine = market_augmentation(self.size[0] / self.frame[0])
         src_image, src_maps, src_kp = self._load(pair.source, source_affine)
         tgt_image, tgt_maps, tgt_kp = self._load(pair.target, target_affine)
-        return {
+        sample = {
             "source_image": src_image,
             "source_structure": src_maps,
             "target_image": tgt_image,
@@ -295,6 +346,16 @@ class PairDataset(Dataset):
             "source_keypoints": src_kp,
             "target_keypoints": tgt_kp,
         }
+        if self.truth is not None:
+            resize = np.diag([self.size[1] / self.frame[1], self.size[0] / self.frame[0], 1.0])
+            source_map, target_map = (
+                resize if affine is None else affine.matrix(*self.size) @ resize
+                for affine in (source_affine, target_affine)
+            )
+            sample["flow_gt"], sample["visibility_gt"] = transport_ground_truth(
+                *self._ground_truth(index), self.size, source_map, target_map
+            )
+        return sample
 
 
 class ImageFolder(Dataset):
@@ -398,17 +459,58 @@ class PoseTransferSpec(DatasetSpec):
     def _pairs(self, root: Path, cfg: TaskConfig, split: str, cap: int | None, augment: bool) -> PairDataset:
         self._require_valid_config(cfg)
         keypoints, pairs = self._records(root, cfg, split)
-        chosen = [pairs[i] for i in subset(len(pairs), cap)]
+        rows = subset(len(pairs), cap)
         size = (int(cfg.dataset.resolution[0]), int(cfg.dataset.resolution[1]))
+        frame = self.annotation_frame(root, cfg)
+        truth, problems = self._ground_truth(root, split, len(pairs), frame)
+        if problems:
+            raise DatasetError(root, problems)
         return PairDataset(
             Path(root) / split,
-            chosen,
+            [pairs[i] for i in rows],
             keypoints,
-            self.annotation_frame(root, cfg),
+            frame,
             size,
             cfg.dataset.heatmap_sigma,
             augment,
+            truth,
+            rows,
         )
+
+    def _ground_truth(
+        self, root: Path, split: str, count: int, frame: tuple[int, int]
+    ) -> tuple[tuple[Path, Path] | None, list[Problem]]:
+        """The paths of the split's ground-truth flow and visibility arrays, if the directory has
+        them (only generated datasets do; layout in :mod:`bench.data.person_correspondence`), with
+        every problem of their shapes."""
+        pairs_path = self.csv_path(root, "pairs", split)
+        if pairs_path is None:
+            return None, []
+        prefix = pairs_path.name[: -len(f"-pairs-{split}.csv")]
+        paths = ground_truth_paths(root, prefix, split)
+        present = [path.is_file() for path in paths]
+        if not any(present):
+            return None, []
+        if not all(present):
+            missing, there = (paths[1], paths[0]) if present[0] else (paths[0], paths[1])
+            return None, [Problem(str(missing), f"missing, but {there.name} is there (both or neither)")]
+        expected = {paths[0]: ((count, 2, *frame), np.float32), paths[1]: ((count, *frame), np.uint8)}
+        problems = []
+        for path, (shape, dtype) in expected.items():
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                problems.append(Problem(str(path), f"unreadable .npy file: {exc}"))
+                continue
+            if array.shape != shape or array.dtype != dtype:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"expected {np.dtype(dtype).name} {shape} (one row per pair of {pairs_path.name}, "
+                        f"frame {frame[0]}x{frame[1]}), got {array.dtype.name} {array.shape}",
+                    )
+                )
+        return (None, problems) if problems else (paths, [])
 
     def config_problems(self, cfg: TaskConfig) -> list[Problem]:
         """Settings this dataset cannot serve, each named by its config key."""
@@ -467,6 +569,7 @@ class PoseTransferSpec(DatasetSpec):
         if not folder.is_dir():
             return [Problem(str(folder), f"missing {split} image directory"), *problems]
         files = {p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        problems.extend(self._ground_truth(root, split, len(pairs), frame)[1])
         pairs_path = self.csv_path(root, "pairs", split)
         problems.extend(
             Problem(f"{pairs_path}:{pair.line}", f"image {split}/{name} does not exist")

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 BACKDROP = 0
 NO_CORRESPONDENCE = 255
@@ -63,36 +64,77 @@ def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 class Raster:
     """Which front-facing triangle of a mesh covers each point of a grid."""
 
-    triangle: np.ndarray  # int (h, w), -1 where none
+    triangle: np.ndarray  # int (h, w), -1 where none (within 1.5 grid steps of the mesh: the nearest one)
     weights: np.ndarray  # float (h, w, 3) barycentric weights in that triangle
     folds: np.ndarray  # bool (h, w): strictly inside two or more front-facing triangles
 
 
 def rasterize(vertices: np.ndarray, triangles: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Raster:
-    """The mesh (front-facing triangles only) at the grid points (ys[i], xs[j]); xs, ys increasing."""
+    """The mesh (front-facing triangles only) at the grid points (ys[i], xs[j]); xs, ys increasing.
+
+    Vectorised over triangles: each is evaluated on its bounding box of grid points, padded to the next
+    power of two so that triangles of one size class are done in one array operation."""
     h, w = len(ys), len(xs)
-    triangle = np.full((h, w), -1, dtype=np.int64)
-    weights = np.zeros((h, w, 3))
-    inside_count = np.zeros((h, w), dtype=np.int64)
+    triangle = np.full(h * w, -1, dtype=np.int64)
+    weights = np.zeros((h * w, 3))
+    inside_count = np.zeros(h * w, dtype=np.int64)
     areas = signed_areas(vertices, triangles) if len(triangles) else np.zeros(0)
-    for k in np.flatnonzero(areas > 1e-12):
-        corners = vertices[triangles[k]]
-        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
-        j0, j1 = np.searchsorted(xs, x0 - 1e-9), np.searchsorted(xs, x1 + 1e-9, side="right")
-        i0, i1 = np.searchsorted(ys, y0 - 1e-9), np.searchsorted(ys, y1 + 1e-9, side="right")
-        if j0 >= j1 or i0 >= i1:
-            continue
-        px, py = np.meshgrid(xs[j0:j1], ys[i0:i1])
-        (ax, ay), (bx, by), (cx, cy) = corners
-        wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) / areas[k]
-        wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) / areas[k]
-        wc = 1.0 - wa - wb
-        bary = np.stack([wa, wb, wc], axis=-1)
-        covered = bary.min(axis=-1) >= -1e-9
-        triangle[i0:i1, j0:j1][covered] = k
-        weights[i0:i1, j0:j1][covered] = bary[covered]
-        inside_count[i0:i1, j0:j1] += bary.min(axis=-1) > _INSIDE
-    return Raster(triangle, weights, inside_count > 1)
+    front = np.flatnonzero(areas > 1e-12)
+    corners = vertices[triangles[front]]  # (n, 3, 2)
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    j0, j1 = np.searchsorted(xs, low[:, 0] - 1e-9), np.searchsorted(xs, high[:, 0] + 1e-9, side="right")
+    i0, i1 = np.searchsorted(ys, low[:, 1] - 1e-9), np.searchsorted(ys, high[:, 1] + 1e-9, side="right")
+    span = np.maximum(j1 - j0, i1 - i0)
+    size_class = np.ceil(np.log2(np.maximum(span, 1))).astype(np.int64)
+    for size in np.unique(size_class[span > 0]):
+        chosen = np.flatnonzero((size_class == size) & (span > 0))
+        steps = np.arange(2**size)
+        cols, rows = j0[chosen, None] + steps, i0[chosen, None] + steps  # (n, s)
+        valid = (rows < i1[chosen, None])[:, :, None] & (cols < j1[chosen, None])[:, None, :]
+        px = xs[np.minimum(cols, w - 1)][:, None, :]
+        py = ys[np.minimum(rows, h - 1)][:, :, None]
+        (ax, ay), (bx, by), (cx, cy) = (corners[chosen, i].T[:, :, None, None] for i in range(3))
+        area = areas[front[chosen]][:, None, None]
+        wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) / area
+        wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) / area
+        bary = np.stack([wa, wb, 1.0 - wa - wb], axis=-1)  # (n, s, s, 3)
+        smallest = bary.min(axis=-1)
+        pixel = np.minimum(rows, h - 1)[:, :, None] * w + np.minimum(cols, w - 1)[:, None, :]
+        covered = valid & (smallest >= -1e-9)
+        triangle[pixel[covered]] = np.broadcast_to(front[chosen][:, None, None], covered.shape)[covered]
+        weights[pixel[covered]] = bary[covered]
+        np.add.at(inside_count, pixel[valid & (smallest > _INSIDE)], 1)
+    triangle, weights = _extend(triangle.reshape(h, w), weights.reshape(h, w, 3), vertices, triangles, xs, ys)
+    return Raster(triangle, weights, inside_count.reshape(h, w) > 1)
+
+
+def _extend(
+    triangle: np.ndarray,
+    weights: np.ndarray,
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give the grid points just outside the mesh (up to 1.5 grid steps) the triangle of the nearest
+    covered point, with its affine map extrapolated: the 2x2 supersampled labels put a layer on some
+    pixels whose centre lies a fraction of a pixel outside the layer's polygon."""
+    covered = triangle >= 0
+    if covered.all() or not covered.any():
+        return triangle, weights
+    distance, (rows, cols) = distance_transform_edt(~covered, return_indices=True)
+    near = ~covered & (distance <= 1.5)
+    nearest = triangle[rows[near], cols[near]]
+    (ax, ay), (bx, by), (cx, cy) = (vertices[triangles[nearest, i]].T for i in range(3))
+    py, px = np.nonzero(near)
+    px, py = xs[px], ys[py]
+    area = signed_areas(vertices, triangles)[nearest]
+    wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) / area
+    wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) / area
+    triangle, weights = triangle.copy(), weights.copy()
+    triangle[near] = nearest
+    weights[near] = np.stack([wa, wb, 1.0 - wa - wb], axis=-1)
+    return triangle, weights
 
 
 def _nearest(coordinates: np.ndarray, size: int) -> np.ndarray:
@@ -135,13 +177,19 @@ class VideoCorrespondence:
     def load(cls, path: Path) -> VideoCorrespondence:
         """Read ``path``; a malformed file raises ValueError naming it and the key at fault."""
         with np.load(path, allow_pickle=False) as data:
-            try:
-                labels = data["labels"]
-                names = tuple(str(n) for n in data["layer_names"])
-                vertices = tuple(data[f"vertices_{i}"] for i in range(1, len(names) + 1))
-                triangles = tuple(data[f"triangles_{i}"].astype(np.int64) for i in range(1, len(names) + 1))
-            except KeyError as exc:
-                raise ValueError(f"{path}: missing array {exc}; expected the layout of {__name__}") from None
+            names = tuple(str(n) for n in data["layer_names"]) if "layer_names" in data.files else None
+            count = 0 if names is None else len(names)
+            needed = [
+                "labels",
+                "layer_names",
+                *(f"{kind}_{i}" for i in range(1, count + 1) for kind in ("vertices", "triangles")),
+            ]
+            missing = [key for key in needed if key not in data.files]
+            if missing:
+                raise ValueError(f"{path}: missing array {missing[0]!r}; expected the layout of {__name__}")
+            labels = data["labels"]
+            vertices = tuple(data[f"vertices_{i}"] for i in range(1, count + 1))
+            triangles = tuple(data[f"triangles_{i}"].astype(np.int64) for i in range(1, count + 1))
         if labels.dtype != np.uint8 or labels.ndim != 3:
             raise ValueError(f"{path}: labels must be uint8 (T, H, W), got {labels.dtype} {labels.shape}")
         for i, (v, t) in enumerate(zip(vertices, triangles), start=1):

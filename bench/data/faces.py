@@ -612,7 +612,9 @@ class FaceRenderer:
 # -------------------------------------------------------------------------------------------------
 MESH_LAYERS = ("back_hair", "neck", "ears", "earrings", "face", "hair", "bun", "hat_crown", "hat_brim", "glasses")
 _LABEL = {name: index for index, name in enumerate(MESH_LAYERS, start=1)}
-_FAN = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])  # an ellipse's centre and its four extremes
+# An ellipse: its centre and the corners of its box (every triangle then has the same affine map, exact for
+# the axis-aligned ellipses drawn here).
+_FAN = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
 _QUAD = np.array([[0, 1, 2], [0, 2, 3]])  # a convex four-corner polygon
 # Frontal, mouth wide open and eyes open, at a large scale so that the rounded landmarks are exact.
 _CANONICAL = FaceState(1.0, 0.0, 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 100.0, (0.0, 0.0))
@@ -663,7 +665,7 @@ class _LayeredCanvas:
         if mesh:
             x0, y0, x1, y1 = box
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            self.add_mesh(layer, [(cx, cy), (x1, cy), (cx, y1), (x0, cy), (cx, y0)], _FAN)
+            self.add_mesh(layer, [(cx, cy), (x0, y0), (x1, y0), (x1, y1), (x0, y1)], _FAN)
 
     def line(self, layer: str | None, points: list, *, mesh: bool = False, **style) -> None:
         """A polyline; its mesh (one segment only) is the quad one pixel wider than the stroke around it."""
@@ -727,6 +729,16 @@ def video_renderer(params: FaceGeneratorParams, phase: str, index: int) -> tuple
     return FaceRenderer(identity, params.resolution, states[0]), states
 
 
+def video_correspondence(renderer: FaceRenderer, layers: list[FrameLayers]) -> VideoCorrespondence:
+    """The correspondence of the frames whose layers ``renderer.render_layers`` gave, in their order."""
+    return VideoCorrespondence(
+        np.stack([frame.labels for frame in layers]),
+        MESH_LAYERS,
+        tuple(np.stack([frame.vertices[i] for frame in layers]) for i in range(len(MESH_LAYERS))),
+        tuple(renderer.mesh_triangles()),
+    )
+
+
 def render_video(params: FaceGeneratorParams, phase: str, index: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Frames and landmarks of video ``index`` of ``phase``: (uint8 (H, W, 3), int (68, 2))."""
     renderer, states = video_renderer(params, phase, index)
@@ -761,12 +773,7 @@ def write_dataset(params: FaceGeneratorParams, directory: Path, progress: Progre
                 write_landmarks(keypoints_dir / f"{frame_name(t)}.txt", landmarks)
                 layers.append(frame_layers)
                 done += 1
-            correspondence = VideoCorrespondence(
-                np.stack([f.labels for f in layers]),
-                MESH_LAYERS,
-                tuple(np.stack([f.vertices[i] for f in layers]) for i in range(len(MESH_LAYERS))),
-                tuple(renderer.mesh_triangles()),
-            )
+            correspondence = video_correspondence(renderer, layers)
             correspondence.save(correspondence_path(directory, phase, video_name(index)))
             if progress is not None:
                 progress(f"synthetic faces: {phase} video {index + 1}/{count}", done, total)

@@ -2,10 +2,11 @@
 
 The generator (faces.py) paints every frame as layers in a fixed order: the static backdrop (background
 and shoulders), then head parts (long hair behind, the neck, ears, earrings, the face sheet with its
-features, the hair cap, a bun, a hat).  Each head part is a flat 2D drawing whose vertices are points
+features, the hair cap, a bun, a hat, glasses).  Each head part is a flat 2D drawing whose vertices are points
 of the moving head (projected template points, the rounded landmarks, the corners of the ear ellipses
 ...).  A part's *mesh* is a fixed triangulation of those vertices (made once per video in a canonical,
-frontal pose); in every frame the part's pixels are the piecewise-affine image of the same triangles.
+frontal pose; an ellipse is four triangles from its centre to the corners of its box, a stroke the quad
+around it); in every frame the part's pixels are the piecewise-affine image of the same triangles.
 So a pixel of frame t on part L at barycentric weights b of triangle k is the point
 ``sum_i b_i * V_s[k_i]`` of any other frame s: that is the correspondence, exact at every vertex and
 affine in between, for any pair of frames (training clips start anywhere).
@@ -19,7 +20,7 @@ It is stored per video as ``<phase>_correspondence/<video>.npz``::
     layer_names   str (L,)
     vertices_<i>  float64 (T, N_i, 2)  x, y of layer i's mesh vertices in pixels of the written image
                   (pixel centres at integers)
-    triangles_<i> int32 (M_i, 3)       the mesh, counter-clockwise (positive area) in the canonical pose
+    triangles_<i> int32 (M_i, 3)       the mesh, each of positive signed area in the canonical pose
 
 Backward flow target t -> source s at a target pixel p (:meth:`VideoCorrespondence.pair`):
 
@@ -27,7 +28,8 @@ Backward flow target t -> source s at a target pixel p (:meth:`VideoCorresponden
   visible where the source shows the backdrop at p too;
 * head pixels: q = the point's position in s; visible where frame s shows the same layer at q (nearest
   pixel) and neither frame folds the mesh there (a triangle turned back-facing under yaw, or two
-  triangles over one pixel);
+  triangles over one pixel).  Edge pixels whose centre lies just outside their layer's mesh (the labels
+  are the majority of 2x2 supersamples) use the nearest triangle's map, extrapolated;
 * label 255: visibility 0, flow 0.
 
 The skin is lit by a gradient fixed in the image (faces.py), so a face point's colour changes slightly
@@ -50,8 +52,12 @@ DIRECTORY = "{phase}_correspondence"  # next to {phase}_data/ in the dataset dir
 _INSIDE = 1e-7  # barycentric margin: a pixel strictly inside more than one triangle is a fold
 
 
+def correspondence_dir(root: Path, phase: str) -> Path:
+    return Path(root) / DIRECTORY.format(phase=phase)
+
+
 def correspondence_path(root: Path, phase: str, video: str) -> Path:
-    return Path(root) / DIRECTORY.format(phase=phase) / f"{video}.npz"
+    return correspondence_dir(root, phase) / f"{video}.npz"
 
 
 def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -176,6 +182,13 @@ class VideoCorrespondence:
     @classmethod
     def load(cls, path: Path) -> VideoCorrespondence:
         """Read ``path``; a malformed file raises ValueError naming it and the key at fault."""
+        try:
+            return cls._read(path)
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
+
+    @classmethod
+    def _read(cls, path: Path) -> VideoCorrespondence:
         with np.load(path, allow_pickle=False) as data:
             names = tuple(str(n) for n in data["layer_names"]) if "layer_names" in data.files else None
             count = 0 if names is None else len(names)

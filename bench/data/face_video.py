@@ -10,6 +10,9 @@ Samples follow bench/data/base.py: ``frames`` (T, 3, H, W) in [-1, 1], ``structu
 [0, 1] (``dataset.structure``: ``face16``, S = 16, or ``face_edges``, S = 1, see face_structure.py),
 ``name`` (the video folder) and ``frame_names`` (frame file stems).  Frames are resized to
 ``dataset.resolution`` (bicubic) with the landmarks scaled alike; the structure is drawn at that size.
+Where the dataset holds ground truth (``<phase>_correspondence/``, written by the synthetic generator
+only) samples also carry ``flows_gt`` and ``visibility_gt`` at that size, for the sources the trainer
+uses: the sample's previous frame and its first frame (face_correspondence.py).
 
 * ``train_set``: every window of ``train.clip_length`` consecutive frames of every training video;
   the trainer's sampler, seeded by (seed, epoch), permutes them, so batches hold clips from random
@@ -37,7 +40,7 @@ from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
 from bench.data.base import DatasetSpec, Problem, Progress, reject_unknown_keys
-from bench.data.face_correspondence import VideoCorrespondence, correspondence_path
+from bench.data.face_correspondence import VideoCorrespondence, correspondence_dir, correspondence_path
 from bench.data.face_landmarks import KEYPOINT_DIR_NAMES, keypoint_dir, parse_landmarks, read_landmarks
 from bench.data.face_structure import face_structure
 from bench.data.faces import PHASES, prepare_synthetic_faces
@@ -315,7 +318,7 @@ def _phase_problems(root: Path, phase: str) -> tuple[list[Problem], list[int]]:
 
 def _correspondence_problems(root: Path, phase: str) -> list[Problem]:
     """Ground-truth files (generated datasets only) that do not load or do not match their video."""
-    folder = correspondence_path(root, phase, "_").parent
+    folder = correspondence_dir(root, phase)
     problems = []
     for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
         frames = (

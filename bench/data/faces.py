@@ -14,6 +14,12 @@ Layout written under ``<data_root>/synthetic/faces-<params hash>/``::
     params.json
     {train,test}_data/<video>/<frame>.png
     {train,test}_keypoints/<video>/<frame>.txt      68 lines "x,y"
+    {train,test}_correspondence/<video>.npz         ground truth: layer labels and meshes per frame
+
+The ground truth comes from the drawing itself: every primitive is painted a second time as the id of
+its layer (``_LayeredCanvas``), and each layer records the vertices it is drawn from, so any two frames
+of a video have an exact correspondence (format and flow: face_correspondence.py).  It adds nothing
+to the frames, which are the bytes they were before it existed.
 """
 
 from __future__ import annotations

@@ -695,8 +695,14 @@ class _LayeredCanvas:
         votes = (blocks[..., None] == blocks[..., None, :]).sum(axis=-1)  # how often each sample's label occurs
         best = np.argmax(votes * 256 + blocks, axis=-1)
         labels = np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0]
-        vertices = [(_vertices(parts) - (SUPERSAMPLE - 1) / 2) / SUPERSAMPLE for parts in self.parts.values()]
+        vertices = [_snap((_vertices(parts) - (SUPERSAMPLE - 1) / 2) / SUPERSAMPLE) for parts in self.parts.values()]
         return FrameLayers(labels.astype(np.uint8), vertices)
+
+
+def _snap(values: np.ndarray) -> np.ndarray:
+    """Round to multiples of 2**-20 (about 1e-6 px): the last bits of sin/cos may differ between CPUs
+    and libraries, the stored ground truth must not; integer shifts stay exact."""
+    return np.round(values * 2.0**20) / 2.0**20
 
 
 def _vertices(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
@@ -708,7 +714,7 @@ def _triangulate(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarra
     canonical vertices; parts without fixed triangles get a Delaunay triangulation."""
     triangles, offset = [], 0
     for points, fixed in parts:
-        local = Delaunay(points).simplices if fixed is None else fixed
+        local = Delaunay(_snap(points)).simplices if fixed is None else fixed
         triangles.append(np.asarray(local, dtype=np.int64) + offset)
         offset += len(points)
     if not triangles:

@@ -75,6 +75,14 @@ class Raster:
     folds: np.ndarray  # bool (h, w): strictly inside two or more front-facing triangles
 
 
+def _barycentric(corners: np.ndarray, px: np.ndarray, py: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Barycentric weights (..., 3) of points (px, py) in triangles ``corners`` (..., 3, 2) of twice-area ``area``."""
+    (ax, ay), (bx, by), (cx, cy) = (np.moveaxis(corners[..., i, :], -1, 0) for i in range(3))
+    wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) / area
+    wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) / area
+    return np.stack([wa, wb, 1.0 - wa - wb], axis=-1)
+
+
 def rasterize(vertices: np.ndarray, triangles: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Raster:
     """The mesh (front-facing triangles only) at the grid points (ys[i], xs[j]); xs, ys increasing.
 
@@ -99,11 +107,8 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, xs: np.ndarray, ys: n
         valid = (rows < i1[chosen, None])[:, :, None] & (cols < j1[chosen, None])[:, None, :]
         px = xs[np.minimum(cols, w - 1)][:, None, :]
         py = ys[np.minimum(rows, h - 1)][:, :, None]
-        (ax, ay), (bx, by), (cx, cy) = (corners[chosen, i].T[:, :, None, None] for i in range(3))
-        area = areas[front[chosen]][:, None, None]
-        wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) / area
-        wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) / area
-        bary = np.stack([wa, wb, 1.0 - wa - wb], axis=-1)  # (n, s, s, 3)
+        chosen_corners = corners[chosen][:, None, None]  # (n, 1, 1, 3, 2) against points (n, s, s)
+        bary = _barycentric(chosen_corners, px, py, areas[front[chosen]][:, None, None])  # (n, s, s, 3)
         smallest = bary.min(axis=-1)
         pixel = np.minimum(rows, h - 1)[:, :, None] * w + np.minimum(cols, w - 1)[:, None, :]
         covered = valid & (smallest >= -1e-9)
@@ -128,18 +133,14 @@ def _extend(
     covered = triangle >= 0
     if covered.all() or not covered.any():
         return triangle, weights
-    distance, (rows, cols) = distance_transform_edt(~covered, return_indices=True)
+    distance, (from_rows, from_cols) = distance_transform_edt(~covered, return_indices=True)
     near = ~covered & (distance <= 1.5)
-    nearest = triangle[rows[near], cols[near]]
-    (ax, ay), (bx, by), (cx, cy) = (vertices[triangles[nearest, i]].T for i in range(3))
-    py, px = np.nonzero(near)
-    px, py = xs[px], ys[py]
+    nearest = triangle[from_rows[near], from_cols[near]]
+    rows, cols = np.nonzero(near)
     area = signed_areas(vertices, triangles)[nearest]
-    wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) / area
-    wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) / area
     triangle, weights = triangle.copy(), weights.copy()
     triangle[near] = nearest
-    weights[near] = np.stack([wa, wb, 1.0 - wa - wb], axis=-1)
+    weights[near] = _barycentric(vertices[triangles[nearest]], xs[cols], ys[rows], area)
     return triangle, weights
 
 

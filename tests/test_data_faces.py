@@ -61,8 +61,10 @@ def test_generation_is_deterministic_and_cached(tmp_path):
     assert calls[-1][1:] == (15, 15)  # (done, total) frames
     assert sorted(p.name for p in first.iterdir()) == [
         "params.json",
+        "test_correspondence",
         "test_data",
         "test_keypoints",
+        "train_correspondence",
         "train_data",
         "train_keypoints",
     ]

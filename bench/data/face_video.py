@@ -10,6 +10,9 @@ Samples follow bench/data/base.py: ``frames`` (T, 3, H, W) in [-1, 1], ``structu
 [0, 1] (``dataset.structure``: ``face16``, S = 16, or ``face_edges``, S = 1, see face_structure.py),
 ``name`` (the video folder) and ``frame_names`` (frame file stems).  Frames are resized to
 ``dataset.resolution`` (bicubic) with the landmarks scaled alike; the structure is drawn at that size.
+Where the dataset holds ground truth (``<phase>_correspondence/``, written by the synthetic generator
+only) samples also carry ``flows_gt`` and ``visibility_gt`` at that size, for the sources the trainer
+uses: the sample's previous frame and its first frame (face_correspondence.py).
 
 * ``train_set``: every window of ``train.clip_length`` consecutive frames of every training video;
   the trainer's sampler, seeded by (seed, epoch), permutes them, so batches hold clips from random
@@ -37,6 +40,7 @@ from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
 from bench.data.base import DatasetSpec, Problem, Progress, reject_unknown_keys
+from bench.data.face_correspondence import VideoCorrespondence, correspondence_dir, correspondence_path
 from bench.data.face_landmarks import KEYPOINT_DIR_NAMES, keypoint_dir, parse_landmarks, read_landmarks
 from bench.data.face_structure import face_structure
 from bench.data.faces import PHASES, prepare_synthetic_faces
@@ -64,6 +68,7 @@ class FaceVideo:
     name: str
     frames: tuple[Path, ...]
     landmarks: tuple[Path, ...]
+    correspondence: Path | None = None  # the generator's ground-truth correspondence, when there is one
 
     @property
     def frame_names(self) -> list[str]:
@@ -85,7 +90,10 @@ def list_videos(root: Path, phase: str) -> list[FaceVideo]:
         pairs = [(f, k) for f, k in pairs if k.is_file()]
         if pairs:
             frames, landmarks = zip(*pairs)
-            videos.append(FaceVideo(folder.name, frames, landmarks))
+            correspondence = correspondence_path(root, phase, folder.name)
+            videos.append(
+                FaceVideo(folder.name, frames, landmarks, correspondence if correspondence.is_file() else None)
+            )
     return videos
 
 
@@ -131,12 +139,28 @@ class FaceEncoding:
     def sample(self, video: FaceVideo, indices: range) -> dict:
         """A video sample (see bench/data/base.py) of the frames at ``indices``."""
         pairs = [self.frame(video.frames[i], video.landmarks[i]) for i in indices]
-        return {
+        sample = {
             "frames": torch.stack([p[0] for p in pairs]),
             "structures": torch.stack([p[1] for p in pairs]),
             "name": video.name,
             "frame_names": [video.frame_names[i] for i in indices],
         }
+        if video.correspondence is not None:
+            sample["flows_gt"], sample["visibility_gt"] = self.ground_truth(video, indices)
+        return sample
+
+    def ground_truth(self, video: FaceVideo, indices: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """``flows_gt`` (T, 2, 2, H, W) and ``visibility_gt`` (T, 2, 1, H, W) of the frames at ``indices``
+        with the sources the models get: previous = the sample's previous frame (its first frame for the
+        first), reference = the sample's first frame (frame 0 of a test video, a clip's start frame)."""
+        correspondence = VideoCorrespondence.load(video.correspondence)
+        if correspondence.frames != len(video.frames):
+            raise ValueError(
+                f"{video.correspondence}: holds {correspondence.frames} frames but video {video.name} has "
+                f"{len(video.frames)}; regenerate the dataset"
+            )
+        flows, visibility = correspondence.sample(list(indices), (self.height, self.width))
+        return torch.from_numpy(flows), torch.from_numpy(visibility)
 
 
 def _resolution(cfg: TaskConfig) -> tuple[int, int]:
@@ -292,6 +316,30 @@ def _phase_problems(root: Path, phase: str) -> tuple[list[Problem], list[int]]:
     return problems, counts
 
 
+def _correspondence_problems(root: Path, phase: str) -> list[Problem]:
+    """Ground-truth files (generated datasets only) that do not load or do not match their video."""
+    folder = correspondence_dir(root, phase)
+    problems = []
+    for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+        frames = (
+            _frame_files(root / f"{phase}_data" / path.stem) if (root / f"{phase}_data" / path.stem).is_dir() else []
+        )
+        try:
+            correspondence = VideoCorrespondence.load(path)
+        except (ValueError, OSError) as exc:
+            problems.append(Problem(str(path), f"unreadable ground truth: {exc}"))
+            continue
+        if correspondence.frames != len(frames):
+            problems.append(Problem(str(path), f"holds {correspondence.frames} frames, video has {len(frames)}"))
+        elif frames:
+            with Image.open(frames[0]) as image:
+                if image.size[::-1] != correspondence.size:
+                    problems.append(
+                        Problem(str(path), f"is {correspondence.size} (H, W), the frames are {image.size[::-1]}")
+                    )
+    return problems
+
+
 class FaceVideoSpec(DatasetSpec):
     """The FaceForensics layout shared by the real and the synthetic face datasets."""
 
@@ -304,7 +352,7 @@ class FaceVideoSpec(DatasetSpec):
         problems: list[Problem] = []
         for phase in PHASES:
             phase_problems, counts = _phase_problems(root, phase)
-            problems += phase_problems
+            problems += phase_problems + _correspondence_problems(root, phase)
             if phase == "train" and counts and max(counts) < cfg.train.clip_length:
                 problems.append(
                     Problem(

@@ -14,6 +14,12 @@ Layout written under ``<data_root>/synthetic/faces-<params hash>/``::
     params.json
     {train,test}_data/<video>/<frame>.png
     {train,test}_keypoints/<video>/<frame>.txt      68 lines "x,y"
+    {train,test}_correspondence/<video>.npz         ground truth: layer labels and meshes per frame
+
+The ground truth comes from the drawing itself: every primitive is painted a second time as the id of
+its layer (``_LayeredCanvas``), and each layer records the vertices it is drawn from, so any two frames
+of a video have an exact correspondence (format and flow: face_correspondence.py).  It adds nothing
+to the frames, which are the bytes they were before it existed.
 """
 
 from __future__ import annotations
@@ -30,9 +36,17 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 from PIL import Image, ImageDraw
+from scipy.spatial import Delaunay
 
 from bench.config import ConfigError, TaskConfig
 from bench.data.base import Progress, reject_unknown_keys
+from bench.data.face_correspondence import (
+    BACKDROP,
+    NO_CORRESPONDENCE,
+    VideoCorrespondence,
+    correspondence_path,
+    signed_areas,
+)
 from bench.data.face_landmarks import (
     INNER_LIPS,
     LEFT_BROW,
@@ -45,7 +59,7 @@ from bench.data.face_landmarks import (
     write_landmarks,
 )
 
-GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets are regenerated
 SUPERSAMPLE = 2
 PHASES = ("train", "test")
 HAIR_STYLES = ("short", "long", "bangs", "bun", "buzz")
@@ -448,6 +462,25 @@ class FaceRenderer:
 
     def render(self, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 (H, W, 3) frame, int (68, 2) landmarks) for one face state."""
+        frame, landmarks, _ = self.render_layers(state)
+        return frame, landmarks
+
+    def render_layers(self, state: FaceState) -> tuple[np.ndarray, np.ndarray, FrameLayers]:
+        """The frame, its landmarks and its layers (labels and mesh vertices, see face_correspondence.py)."""
+        canvas = _LayeredCanvas(self.base)
+        landmarks = self._paint(canvas, state)
+        small = canvas.image.resize((self.width, self.height), Image.LANCZOS)
+        return np.asarray(small), landmarks, canvas.layers(self.height, self.width)
+
+    def mesh_triangles(self) -> list[np.ndarray]:
+        """Each layer's triangles (M, 3), made once in a canonical frontal pose with the mouth and eyes
+        open (so no vertices coincide) and valid in every frame where the mesh does not fold."""
+        canvas = _LayeredCanvas(None)
+        self._paint(canvas, _CANONICAL)
+        return [_triangulate(parts) for parts in canvas.parts.values()]
+
+    def _paint(self, canvas: _LayeredCanvas, state: FaceState) -> np.ndarray:
+        """Draw one face state on ``canvas``; returns the int (68, 2) landmarks."""
         ident = self.identity
         landmarks = face_landmarks(ident, state)
         lm = self._to_canvas(landmarks)
@@ -459,96 +492,107 @@ class FaceRenderer:
         def chain(indices: range | list[int]) -> list[tuple[float, float]]:
             return [lm[i] for i in indices]
 
-        image = self.base.copy()
-        draw = ImageDraw.Draw(image)
         shade = _mix(ident.skin, (0, 0, 0), 0.3)
         # Behind the face: long hair, neck, ears and earrings.
         if ident.hair_style in ("long", "bangs"):
             back = np.concatenate([_arc(1.18, 1.15, -0.05, -0.8), [[-1.2, 1.35, -0.8], [1.2, 1.35, -0.8]]])
-            draw.polygon(proj(back), fill=_mix(ident.hair, (0, 0, 0), 0.15))
+            canvas.polygon("back_hair", proj(back), fill=_mix(ident.hair, (0, 0, 0), 0.15), mesh=True)
         neck_x, neck_y, neck_half = self.shoulder_x, self.shoulder_top + 0.15 * self.shoulder_half, self.neck_half
         neck_top = proj([[-0.5, 0.55, -0.6], [0.5, 0.55, -0.6]])
-        draw.polygon(
+        canvas.polygon(
+            "neck",
             [neck_top[0], neck_top[1], (neck_x + neck_half, neck_y), (neck_x - neck_half, neck_y)],
             fill=_mix(ident.skin, (0, 0, 0), 0.15),
+            mesh=True,
         )
         for side in (-1, 1):
             ((ex, ey),) = proj([[side * 1.0, 0.0, -0.6]])
-            draw.ellipse([ex - 0.13 * px, ey - 0.24 * px, ex + 0.13 * px, ey + 0.24 * px], fill=shade)
+            canvas.ellipse(
+                "ears", [ex - 0.13 * px, ey - 0.24 * px, ex + 0.13 * px, ey + 0.24 * px], fill=shade, mesh=True
+            )
             if ident.earrings is not None:
                 ((rx, ry),) = proj([[side * 1.02, 0.3, -0.55]])
                 r = 0.06 * px
-                draw.ellipse([rx - r, ry - r, rx + r, ry + r], fill=ident.earrings)
-        # The face: jaw landmarks closed over the forehead, filled with the shaded skin.
+                canvas.ellipse("earrings", [rx - r, ry - r, rx + r, ry + r], fill=ident.earrings, mesh=True)
+        # The face: jaw landmarks closed over the forehead, filled with the shaded skin.  Its mesh joins
+        # the outline, every landmark and the freckles.
         outline = chain(range(17)) + proj(_arc(abs(ident.shape[16, 0]), 1.05, ident.shape[16, 1], -0.6)[1:-1])
+        freckles = proj(ident.freckles)
+        canvas.add_mesh("face", outline + lm[17:] + freckles)
         mask = Image.new("L", self.canvas_size, 0)
         ImageDraw.Draw(mask).polygon(outline, fill=255)
-        image.paste(self.skin, mask=mask)
-        for fx, fy in proj(ident.freckles):
+        canvas.paste("face", self.skin, mask)
+        for fx, fy in freckles:
             r = 0.015 * px
-            draw.ellipse([fx - r, fy - r, fx + r, fy + r], fill=_mix(ident.skin, (120, 60, 30), 0.3))
+            canvas.ellipse("face", [fx - r, fy - r, fx + r, fy + r], fill=_mix(ident.skin, (120, 60, 30), 0.3))
         # Hair on top of the head, then the hat.
         buzz = ident.hair_style == "buzz"
         cap = np.concatenate([_arc(1.08, 1.06 if buzz else 1.12, -0.1, -0.4), _hairline(ident)])
         hair = _mix(ident.hair, ident.skin, 0.35) if buzz else ident.hair
-        draw.polygon(proj(cap), fill=hair)
+        canvas.polygon("hair", proj(cap), fill=hair, mesh=True)
         if ident.hair_style == "bun":
             ((bx, by),) = proj([[0.0, -1.3, -0.3]])
-            draw.ellipse([bx - 0.3 * px, by - 0.3 * px, bx + 0.3 * px, by + 0.3 * px], fill=hair)
+            canvas.ellipse("bun", [bx - 0.3 * px, by - 0.3 * px, bx + 0.3 * px, by + 0.3 * px], fill=hair, mesh=True)
         if ident.hat is not None:
             crown = [[-0.95, -0.72, 0.1], [-0.8, -1.55, -0.2], [0.8, -1.55, -0.2], [0.95, -0.72, 0.1]]
             brim = [[-1.35, -0.7, 0.2], [1.35, -0.7, 0.2], [1.35, -0.84, 0.2], [-1.35, -0.84, 0.2]]
-            draw.polygon(proj(crown), fill=ident.hat)
-            draw.polygon(proj(brim), fill=_mix(ident.hat, (0, 0, 0), 0.35))
-        # Brows, eyes, nose, mouth at the landmarks.
+            canvas.polygon("hat_crown", proj(crown), fill=ident.hat, mesh=True)
+            canvas.polygon("hat_brim", proj(brim), fill=_mix(ident.hat, (0, 0, 0), 0.35), mesh=True)
+        # Brows, eyes, nose, mouth at the landmarks (on the face's mesh, except the eye openings and the
+        # inside of the mouth, which have no counterpart between frames).
         brow_colour = _mix(ident.hair, (0, 0, 0), 0.3)
         for brow in (RIGHT_BROW, LEFT_BROW):
-            draw.line(chain(brow), fill=brow_colour, width=max(1, round(0.08 * px)), joint="curve")
+            canvas.line("face", chain(brow), fill=brow_colour, width=max(1, round(0.08 * px)), joint="curve")
         for eye in (RIGHT_EYE, LEFT_EYE):
-            self._draw_eye(draw, chain(eye), state, px)
-        draw.line(chain(range(27, 31)), fill=_mix(ident.skin, (0, 0, 0), 0.12), width=max(1, round(0.04 * px)))
-        draw.line(chain(range(31, 36)), fill=shade, width=max(1, round(0.04 * px)), joint="curve")
+            self._draw_eye(canvas, chain(eye), state, px)
+        canvas.line(
+            "face", chain(range(27, 31)), fill=_mix(ident.skin, (0, 0, 0), 0.12), width=max(1, round(0.04 * px))
+        )
+        canvas.line("face", chain(range(31, 36)), fill=shade, width=max(1, round(0.04 * px)), joint="curve")
         for nostril in (32, 34):
             nx, ny = lm[nostril]
             r = 0.035 * px
-            draw.ellipse([nx - r, ny - r * 0.7, nx + r, ny + r * 0.7], fill=_mix(ident.skin, (0, 0, 0), 0.5))
-        draw.polygon(chain(OUTER_LIPS), fill=ident.lips)
-        draw.polygon(chain(INNER_LIPS), fill=(60, 15, 25))
+            canvas.ellipse("face", [nx - r, ny - r * 0.7, nx + r, ny + r * 0.7], fill=_mix(ident.skin, (0, 0, 0), 0.5))
+        canvas.polygon("face", chain(OUTER_LIPS), fill=ident.lips)
+        canvas.polygon(None, chain(INNER_LIPS), fill=(60, 15, 25))
         gap = lm[66][1] - lm[62][1]
         if gap > 0.08 * px:
             tooth = min(0.4 * gap, 0.08 * px)
             upper = chain(range(60, 65))
-            draw.polygon(upper + [(x, y + tooth) for x, y in reversed(upper)], fill=(238, 236, 226))
-        draw.line(chain(range(60, 65)), fill=_mix(ident.lips, (0, 0, 0), 0.5), width=max(1, round(0.02 * px)))
+            canvas.polygon(None, upper + [(x, y + tooth) for x, y in reversed(upper)], fill=(238, 236, 226))
+        canvas.line(None, chain(range(60, 65)), fill=_mix(ident.lips, (0, 0, 0), 0.5), width=max(1, round(0.02 * px)))
         if ident.glasses is not None:
-            self._draw_glasses(draw, lm, px)
-        small = image.resize((self.width, self.height), Image.LANCZOS)
-        return np.asarray(small), landmarks
+            self._draw_glasses(canvas, lm, px)
+        return landmarks
 
-    def _draw_eye(self, draw: ImageDraw.ImageDraw, eye: list[tuple[float, float]], state: FaceState, px: float) -> None:
+    def _draw_eye(self, canvas: _LayeredCanvas, eye: list[tuple[float, float]], state: FaceState, px: float) -> None:
         """Eye white, iris and pupil, clipped by eyelid patches above and below the lid lines."""
         points = np.asarray(eye)
         outer, inner = points[0], points[3]
         width = float(np.linalg.norm(inner - outer))
         centre = (outer + inner) / 2 + np.array(state.gaze) * np.array([0.22, 0.12]) * width
         radius = 0.3 * width
-        draw.polygon(eye, fill=(245, 245, 240))
-        draw.ellipse(
-            [centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius], fill=self.identity.iris
+        canvas.polygon(None, eye, fill=(245, 245, 240))
+        canvas.ellipse(
+            None,
+            [centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius],
+            fill=self.identity.iris,
         )
         pupil = 0.45 * radius
-        draw.ellipse([centre[0] - pupil, centre[1] - pupil, centre[0] + pupil, centre[1] + pupil], fill=(15, 15, 20))
+        canvas.ellipse(
+            None, [centre[0] - pupil, centre[1] - pupil, centre[0] + pupil, centre[1] + pupil], fill=(15, 15, 20)
+        )
         canvas_w, canvas_h = self.canvas_size
         at = (min(max(int(centre[0]), 0), canvas_w - 1), min(max(int(centre[1]), 0), canvas_h - 1))
         skin_here = self.skin.getpixel(at)
         lid = _mix(skin_here, (0, 0, 0), 0.06)  # the shaded skin colour at the eye, a touch darker
         reach = radius + 0.02 * px
         upper, lower = eye[0:4], [eye[3], eye[4], eye[5], eye[0]]
-        draw.polygon(upper + [(x, y - reach) for x, y in reversed(upper)], fill=lid)
-        draw.polygon(lower + [(x, y + reach) for x, y in reversed(lower)], fill=lid)
-        draw.line(upper, fill=(25, 20, 20), width=max(1, round(0.035 * px)), joint="curve")
+        canvas.polygon(None, upper + [(x, y - reach) for x, y in reversed(upper)], fill=lid)
+        canvas.polygon(None, lower + [(x, y + reach) for x, y in reversed(lower)], fill=lid)
+        canvas.line(None, upper, fill=(25, 20, 20), width=max(1, round(0.035 * px)), joint="curve")
 
-    def _draw_glasses(self, draw: ImageDraw.ImageDraw, lm: list[tuple[float, float]], px: float) -> None:
+    def _draw_glasses(self, canvas: _LayeredCanvas, lm: list[tuple[float, float]], px: float) -> None:
         """Round frames around both eyes with a bridge and temple arms."""
         colour = self.identity.glasses
         width = max(1, round(0.035 * px))
@@ -558,12 +602,127 @@ class FaceRenderer:
             centre = points.mean(axis=0)
             rx = 0.75 * float(np.linalg.norm(points[3] - points[0]))
             ry = 0.75 * rx
-            draw.ellipse([centre[0] - rx, centre[1] - ry, centre[0] + rx, centre[1] + ry], outline=colour, width=width)
+            box = [centre[0] - rx, centre[1] - ry, centre[0] + rx, centre[1] + ry]
+            canvas.ellipse("glasses", box, outline=colour, width=width, mesh=True)
             rims.append((centre, rx))
         (right, r_rx), (left, l_rx) = rims
-        draw.line([(right[0] + r_rx, right[1]), (left[0] - l_rx, left[1])], fill=colour, width=width)
-        draw.line([(right[0] - r_rx, right[1]), lm[0]], fill=colour, width=width)
-        draw.line([(left[0] + l_rx, left[1]), lm[16]], fill=colour, width=width)
+        canvas.line(
+            "glasses", [(right[0] + r_rx, right[1]), (left[0] - l_rx, left[1])], fill=colour, width=width, mesh=True
+        )
+        canvas.line("glasses", [(right[0] - r_rx, right[1]), lm[0]], fill=colour, width=width, mesh=True)
+        canvas.line("glasses", [(left[0] + l_rx, left[1]), lm[16]], fill=colour, width=width, mesh=True)
+
+
+# -------------------------------------------------------------------------------------------------
+# Layers: what the correspondence (face_correspondence.py) is computed from
+# -------------------------------------------------------------------------------------------------
+MESH_LAYERS = ("back_hair", "neck", "ears", "earrings", "face", "hair", "bun", "hat_crown", "hat_brim", "glasses")
+_LABEL = {name: index for index, name in enumerate(MESH_LAYERS, start=1)}
+# An ellipse: its centre and the corners of its box (every triangle then has the same affine map, exact for
+# the axis-aligned ellipses drawn here).
+_FAN = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
+_QUAD = np.array([[0, 1, 2], [0, 2, 3]])  # a convex four-corner polygon
+# Frontal, mouth wide open and eyes open, at a large scale so that the rounded landmarks are exact.
+_CANONICAL = FaceState(1.0, 0.0, 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 100.0, (0.0, 0.0))
+
+
+@dataclass(frozen=True)
+class FrameLayers:
+    """One frame's layers: ``labels`` uint8 (H, W) (which layer shows at each pixel, face_correspondence
+    numbering) and per layer of MESH_LAYERS its mesh vertices (N, 2) in output pixels."""
+
+    labels: np.ndarray
+    vertices: list[np.ndarray]
+
+
+class _LayeredCanvas:
+    """A frame being drawn: the image, the same primitives painted as layer labels (so the labels show
+    which layer is on top at each canvas pixel), and the vertices of every layer's mesh.  A layer of
+    ``None`` paints what has no counterpart in other frames.  Without a base image only the mesh
+    vertices are recorded (the canonical pose)."""
+
+    def __init__(self, base: Image.Image | None) -> None:
+        self.image = None if base is None else base.copy()
+        self.draw = None if base is None else ImageDraw.Draw(self.image)
+        self.labels = None if base is None else Image.new("L", base.size, BACKDROP)
+        self.label_draw = None if base is None else ImageDraw.Draw(self.labels)
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {name: [] for name in MESH_LAYERS}
+
+    def _paint(self, shape: str, layer: str | None, geometry: list, **style) -> None:
+        if self.draw is None:
+            return
+        getattr(self.draw, shape)(geometry, **style)
+        label = NO_CORRESPONDENCE if layer is None else _LABEL[layer]
+        getattr(self.label_draw, shape)(
+            geometry, **{k: label if k in ("fill", "outline") else v for k, v in style.items()}
+        )
+
+    def add_mesh(self, layer: str, points: list[tuple[float, float]], triangles: np.ndarray | None = None) -> None:
+        """Mesh vertices of ``layer`` (canvas coordinates); triangles None: Delaunay in the canonical pose."""
+        self.parts[layer].append((np.asarray(points, dtype=np.float64).reshape(-1, 2), triangles))
+
+    def polygon(self, layer: str | None, points: list, *, mesh: bool = False, **style) -> None:
+        self._paint("polygon", layer, points, **style)
+        if mesh:
+            self.add_mesh(layer, points, _QUAD if len(points) == 4 else None)
+
+    def ellipse(self, layer: str | None, box: list, *, mesh: bool = False, **style) -> None:
+        self._paint("ellipse", layer, box, **style)
+        if mesh:
+            x0, y0, x1, y1 = box
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            self.add_mesh(layer, [(cx, cy), (x0, y0), (x1, y0), (x1, y1), (x0, y1)], _FAN)
+
+    def line(self, layer: str | None, points: list, *, mesh: bool = False, **style) -> None:
+        """A polyline; its mesh (one segment only) is the quad one pixel wider than the stroke around it."""
+        self._paint("line", layer, points, **style)
+        if mesh:
+            (start, end) = np.asarray(points, dtype=np.float64)
+            along = (end - start) / max(float(np.linalg.norm(end - start)), 1e-9)
+            side = np.array([-along[1], along[0]]) * (style["width"] / 2 + SUPERSAMPLE)
+            self.add_mesh(layer, [start + side, end + side, end - side, start - side], _QUAD)
+
+    def paste(self, layer: str, image: Image.Image, mask: Image.Image) -> None:
+        if self.image is not None:
+            self.image.paste(image, mask=mask)
+            self.labels.paste(_LABEL[layer], (0, 0, *self.labels.size), mask=mask)
+
+    def layers(self, height: int, width: int) -> FrameLayers:
+        """The labels at output size (the majority of each 2x2 block; ties to the later layer id) and
+        the mesh vertices in output pixels."""
+        blocks = np.asarray(self.labels).reshape(height, SUPERSAMPLE, width, SUPERSAMPLE).transpose(0, 2, 1, 3)
+        blocks = blocks.reshape(height, width, SUPERSAMPLE**2)
+        votes = (blocks[..., None] == blocks[..., None, :]).sum(axis=-1)  # how often each sample's label occurs
+        best = np.argmax(votes * 256 + blocks, axis=-1)
+        labels = np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0]
+        vertices = [_snap((_vertices(parts) - (SUPERSAMPLE - 1) / 2) / SUPERSAMPLE) for parts in self.parts.values()]
+        return FrameLayers(labels.astype(np.uint8), vertices)
+
+
+def _snap(values: np.ndarray) -> np.ndarray:
+    """Round to multiples of 2**-20 (about 1e-6 px): the last bits of sin/cos may differ between CPUs
+    and libraries, the stored ground truth must not; integer shifts stay exact."""
+    return np.round(values * 2.0**20) / 2.0**20
+
+
+def _vertices(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    return np.concatenate([points for points, _ in parts]) if parts else np.zeros((0, 2))
+
+
+def _triangulate(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    """One layer's triangles over its parts' vertices (concatenated), counter-clockwise, from the
+    canonical vertices; parts without fixed triangles get a Delaunay triangulation."""
+    triangles, offset = [], 0
+    for points, fixed in parts:
+        local = Delaunay(_snap(points)).simplices if fixed is None else fixed
+        triangles.append(np.asarray(local, dtype=np.int64) + offset)
+        offset += len(points)
+    if not triangles:
+        return np.zeros((0, 3), dtype=np.int64)
+    triangles = np.concatenate(triangles)
+    areas = signed_areas(_vertices(parts), triangles)
+    triangles[areas < 0] = triangles[areas < 0][:, [0, 2, 1]]
+    return triangles[np.abs(areas) > 1e-6 * np.abs(areas).max()]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -574,12 +733,27 @@ def video_rng(seed: int, phase: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, PHASES.index(phase), index])
 
 
-def render_video(params: FaceGeneratorParams, phase: str, index: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Frames and landmarks of video ``index`` of ``phase``: (uint8 (H, W, 3), int (68, 2))."""
+def video_renderer(params: FaceGeneratorParams, phase: str, index: int) -> tuple[FaceRenderer, list[FaceState]]:
+    """The renderer and the face states of video ``index`` of ``phase``."""
     rng = video_rng(params.seed, phase, index)
     identity = sample_identity(rng)
     states = sample_motion(rng, params.frames_per_video, params.resolution)
-    renderer = FaceRenderer(identity, params.resolution, states[0])
+    return FaceRenderer(identity, params.resolution, states[0]), states
+
+
+def video_correspondence(renderer: FaceRenderer, layers: list[FrameLayers]) -> VideoCorrespondence:
+    """The correspondence of the frames whose layers ``renderer.render_layers`` gave, in their order."""
+    return VideoCorrespondence(
+        np.stack([frame.labels for frame in layers]),
+        MESH_LAYERS,
+        tuple(np.stack([frame.vertices[i] for frame in layers]) for i in range(len(MESH_LAYERS))),
+        tuple(renderer.mesh_triangles()),
+    )
+
+
+def render_video(params: FaceGeneratorParams, phase: str, index: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Frames and landmarks of video ``index`` of ``phase``: (uint8 (H, W, 3), int (68, 2))."""
+    renderer, states = video_renderer(params, phase, index)
     for state in states:
         yield renderer.render(state)
 
@@ -603,10 +777,16 @@ def write_dataset(params: FaceGeneratorParams, directory: Path, progress: Progre
             keypoints_dir = directory / f"{phase}_keypoints" / video_name(index)
             frames_dir.mkdir(parents=True)
             keypoints_dir.mkdir(parents=True)
-            for t, (frame, landmarks) in enumerate(render_video(params, phase, index)):
+            renderer, states = video_renderer(params, phase, index)
+            layers = []
+            for t, state in enumerate(states):
+                frame, landmarks, frame_layers = renderer.render_layers(state)
                 Image.fromarray(frame).save(frames_dir / f"{frame_name(t)}.png")
                 write_landmarks(keypoints_dir / f"{frame_name(t)}.txt", landmarks)
+                layers.append(frame_layers)
                 done += 1
+            correspondence = video_correspondence(renderer, layers)
+            correspondence.save(correspondence_path(directory, phase, video_name(index)))
             if progress is not None:
                 progress(f"synthetic faces: {phase} video {index + 1}/{count}", done, total)
     (directory / "params.json").write_text(json.dumps(params.to_dict(), indent=2, sort_keys=True) + "\n")

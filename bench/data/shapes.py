@@ -449,12 +449,16 @@ def grid_camera(azimuth_index: int, elevation: int) -> tuple[float, float]:
     return azimuth_index * AZIMUTH_UNIT_DEGREES, float(elevation)
 
 
+@functools.lru_cache(maxsize=256)
 def pixel_rays(azimuth_deg: float, elevation_deg: float, resolution: int) -> np.ndarray:
-    """Unit directions (H*W, 3) of the rays from the camera centre through the pixel centres, row-major."""
+    """Unit directions (H*W, 3) of the rays from the camera centre through the pixel centres, row-major
+    (read-only: cached, as every model and every loaded pair uses the same few views)."""
     right, up, backward = camera_frame(azimuth_deg, elevation_deg)[1]
     ticks = ((np.arange(resolution) + 0.5) / resolution * 2 - 1) * HALF_FOV_TAN
     u, v = np.meshgrid(ticks, -ticks)  # u grows to the right, v grows upwards
-    return _unit(u.ravel()[:, None] * right + v.ravel()[:, None] * up - backward)
+    rays = _unit(u.ravel()[:, None] * right + v.ravel()[:, None] * up - backward)
+    rays.flags.writeable = False
+    return rays
 
 
 def project(points: np.ndarray, azimuth_deg: float, elevation_deg: float,

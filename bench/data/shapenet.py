@@ -31,7 +31,7 @@ split-file order) and the first N test models (18 pairs each).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -475,7 +475,7 @@ class SyntheticShapes(ShapeNetViews):
     def preprocessing(self, root: Path, cfg: TaskConfig) -> dict[str, Any]:
         from bench.data.shapes import ShapesParams
 
-        return {**super().preprocessing(root, cfg), "generator": asdict(ShapesParams.from_config(cfg))}
+        return {**super().preprocessing(root, cfg), "generator": ShapesParams.from_config(cfg).stored()}
 
 
 DATASETS.add(ShapeNetViews.name, ShapeNetViews())

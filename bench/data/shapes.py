@@ -162,6 +162,19 @@ def _cached(directory: Path, params: ShapesParams) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# Arithmetic that gives the same bits on every CPU
+# ---------------------------------------------------------------------------------------------
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product over the last axis (3), written out: elementwise IEEE arithmetic gives
+    the same bits on every CPU, unlike BLAS kernels (FMA, blocking) chosen by the CPU model."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.sqrt(_dot(vectors, vectors))[..., None]
+
+
+# ---------------------------------------------------------------------------------------------
 # Procedural textures
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -421,16 +434,6 @@ def _stable(value: float) -> float:
 
 
 HALF_FOV_TAN = _stable(math.tan(math.radians(FOV_DEGREES) / 2))
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot product over the last axis (3), written out: elementwise IEEE arithmetic gives
-    the same bits on every CPU, unlike BLAS kernels (FMA, blocking) chosen by the CPU model."""
-    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.sqrt(_dot(vectors, vectors))[..., None]
 
 
 def camera_frame(azimuth_deg: float, elevation_deg: float) -> tuple[np.ndarray, np.ndarray]:

@@ -89,10 +89,12 @@ def seed_everything(seed: int) -> None:
 
 
 def dataset_fingerprint(root: Path) -> str:
-    """A cheap content fingerprint of a dataset directory: relative paths and sizes of its files."""
+    """A content hash of a dataset directory: relative paths and the sha256 of each file's bytes."""
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\n".encode())
+        with open(path, "rb") as handle:
+            content = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest.update(f"{path.relative_to(root)}\0{content}\n".encode())
     return digest.hexdigest()[:16]
 
 

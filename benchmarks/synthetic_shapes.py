@@ -1,6 +1,6 @@
 """Benchmark of the synthetic chair/car generator and the ShapeNet (M2NV) loader (issues #5, #6).
 
-Prints, per category and render size, the generator's cost writing a dataset (build meshes, embree ray
+Prints, per category and render size, the generator's cost writing a dataset (build meshes, float64 z-buffer ray
 cast of 54 views per model, texture + shading, lzf HDF5 writes; one process), the loader's throughput
 serving training pairs, check()'s time over the written directory, and the file size.
 

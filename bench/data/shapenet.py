@@ -12,6 +12,12 @@ Layout of a dataset directory for category ``<cat>`` (``car`` or ``chair``)::
     id_<cat>_test.txt        optional: test view ids; checked when present, the test pairs come
                              from the test model ids
 
+Generated datasets (:mod:`bench.data.shapes`) add to each view group ``depth``, float32 (H, W): the
+length of each pixel-centre ray to its hit, 0 where it misses.  With the generator's camera it gives
+every pair's ground-truth correspondence, delivered as ``flow_gt`` / ``visibility_gt``
+(:func:`pair_ground_truth`, format in :mod:`bench.data.base`); files without it give samples without.
+The layout's names and grid are owned by :mod:`bench.data.m2nv_layout`.
+
 Views lie on the grid az in {0, 2, ..., 34} (18 azimuths 20 deg apart) x el in {0, 10, 20}.  The view
 code is GFLA's 21-dim one-hot (18 azimuth bins az/2, then 3 elevation bins el/10), tiled to
 (21, H, W) as the structure map of both the source and the target.  Sampling follows GFLA: training
@@ -25,7 +31,7 @@ split-file order) and the first N test models (18 pairs each).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,64 +43,30 @@ from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
 from bench.data.base import DatasetSpec, Problem, Progress, reject_unknown_keys
+from bench.data.m2nv_layout import (
+    AZIMUTH_BINS,
+    CATEGORIES,
+    DEPTH_KEY,
+    ELEVATIONS,
+    GRID,
+    check_on_grid,
+    hdf5_name,
+    m2nv_models_name,
+    parse_view_id,
+    test_ids_name,
+    test_names_name,
+    train_ids_name,
+    view_id,
+)
 from bench.registry import DATASETS
 
-CATEGORIES = ("car", "chair")
-AZIMUTH_BINS = tuple(range(0, 36, 2))  # pose[0]: azimuth in 10 deg units
-ELEVATIONS = (0, 10, 20)  # pose[1]: elevation in degrees
-GRID = tuple((az, el) for az in AZIMUTH_BINS for el in ELEVATIONS)  # M2NV id-file order: azimuth-major
 VIEW_CODE_CHANNELS = len(AZIMUTH_BINS) + len(ELEVATIONS)
 RESIZE_FILTER = "bilinear"  # PIL bilinear, as GFLA's transforms.Resize on PIL images
 
 
-def hdf5_name(category: str) -> str:
-    return f"data_{category}.hdf5"
-
-
-def train_ids_name(category: str) -> str:
-    return f"id_{category}_train.txt"
-
-
-def test_ids_name(category: str) -> str:
-    return f"id_{category}_test.txt"
-
-
-def test_names_name(category: str) -> str:
-    return f"name_{category}_test.txt"
-
-
-def m2nv_models_name(category: str, split: str) -> str:
-    """M2NV's per-split model list (``model_<cat>_<split>.txt``)."""
-    return f"model_{category}_{split}.txt"
-
-
 # ---------------------------------------------------------------------------------------------
-# View ids and codes
+# View codes
 # ---------------------------------------------------------------------------------------------
-def view_id(model: str, azimuth: int, elevation: int) -> str:
-    """The HDF5 group / split-file id of a view."""
-    return f"{model}_{azimuth}_{elevation}"
-
-
-def parse_view_id(text: str) -> tuple[str, int, int]:
-    """Split ``<model>_<az>_<el>`` (the model id may itself contain ``_``) and check the grid."""
-    parts = text.rsplit("_", 2)
-    if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
-        raise ValueError(f"expected a view id <model>_<azimuth index>_<elevation>, got {text!r}")
-    model, azimuth, elevation = parts[0], int(parts[1]), int(parts[2])
-    check_on_grid(azimuth, elevation)
-    return model, azimuth, elevation
-
-
-def check_on_grid(azimuth: int, elevation: int) -> None:
-    """Raise ValueError unless (azimuth index, elevation) is a view of the M2NV grid."""
-    if azimuth not in AZIMUTH_BINS or elevation not in ELEVATIONS:
-        raise ValueError(
-            f"view (azimuth {azimuth}, elevation {elevation}) is not on the grid: azimuth index in "
-            f"{{0, 2, ..., 34}} (10 deg units), elevation in {{0, 10, 20}}"
-        )
-
-
 def view_code(azimuth: int, elevation: int) -> torch.Tensor:
     """GFLA's 21-dim one-hot view code: azimuth bin az/2 in 0..17, then elevation bin 18 + el/10."""
     check_on_grid(azimuth, elevation)
@@ -195,15 +167,52 @@ class ViewReader:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_owner": 0}
 
-    def image(self, model: str, azimuth: int, elevation: int) -> np.ndarray:
-        """uint8 (H, W, 3) at the configured size."""
+    def _group(self, model: str, azimuth: int, elevation: int) -> h5py.Group:
         if self._file is None or self._owner != os.getpid():
             self._file, self._owner = h5py.File(self.path, "r"), os.getpid()
-        pixels = self._file[view_id(model, azimuth, elevation)]["image"][()]
+        return self._file[view_id(model, azimuth, elevation)]
+
+    def has_depth(self, model: str, azimuth: int, elevation: int) -> bool:
+        """Whether the view carries a depth map (generated datasets; real M2NV files have none)."""
+        return DEPTH_KEY in self._group(model, azimuth, elevation)
+
+    def depth(self, model: str, azimuth: int, elevation: int) -> np.ndarray:
+        """float32 (h, w) depth map at the written resolution (see :mod:`bench.data.shapes`)."""
+        return self._group(model, azimuth, elevation)[DEPTH_KEY][()]
+
+    def image(self, model: str, azimuth: int, elevation: int) -> np.ndarray:
+        """uint8 (H, W, 3) at the configured size."""
+        pixels = self._group(model, azimuth, elevation)["image"][()]
         height, width = self.size
         if pixels.shape[:2] != (height, width):
             pixels = np.array(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
         return pixels
+
+
+def pair_ground_truth(reader: ViewReader, model: str, source: int, target: int,
+                      elevation: int) -> dict[str, torch.Tensor]:
+    """``flow_gt`` (2, H, W) and ``visibility_gt`` (1, H, W) of a pair from the two views' depth maps,
+    at the loaded size: when it differs from the written one, the flow is resampled bilinearly with its
+    values scaled by the size ratio, and a pixel stays visible only where every written pixel it
+    samples is (so no pixel is scored on a flow blended across an occlusion or silhouette edge)."""
+    from bench.data.shapes import grid_camera, view_correspondence  # the camera model of the depth maps
+
+    flow, visibility = view_correspondence(
+        reader.depth(model, target, elevation), reader.depth(model, source, elevation),
+        grid_camera(target, elevation), grid_camera(source, elevation),
+    )
+    flow, visibility = torch.from_numpy(flow), torch.from_numpy(visibility)
+    height, width = reader.size
+    written = tuple(flow.shape[1:])
+    if written != (height, width):
+        scale = torch.tensor([width / written[1], height / written[0]]).view(2, 1, 1)
+        flow = torch.nn.functional.interpolate(flow[None], size=(height, width), mode="bilinear",
+                                               align_corners=False)[0] * scale
+        blended = torch.nn.functional.interpolate(visibility[None], size=(height, width), mode="bilinear",
+                                                  align_corners=False)[0]
+        visibility = (blended > 1 - 1e-6).float()
+        flow = flow * (blended > 0)
+    return {"flow_gt": flow, "visibility_gt": visibility}
 
 
 def to_model_input(pixels: np.ndarray) -> torch.Tensor:
@@ -229,13 +238,16 @@ class _ViewPairs(Dataset):
             raise IndexError(f"sample {index} out of range for {len(self)} pairs")
         model, source, target, elevation = self.pair(index)
         size = self.reader.size
-        return {
+        sample = {
             "source_image": to_model_input(self.reader.image(model, source, elevation)),
             "source_structure": view_structure(source, elevation, size),
             "target_image": to_model_input(self.reader.image(model, target, elevation)),
             "target_structure": view_structure(target, elevation, size),
             "name": f"{view_id(model, source, elevation)}_2_{view_id(model, target, elevation)}",
         }
+        if self.reader.has_depth(model, target, elevation) and self.reader.has_depth(model, source, elevation):
+            sample.update(pair_ground_truth(self.reader, model, source, target, elevation))
+        return sample
 
 
 class TrainPairs(_ViewPairs):
@@ -347,6 +359,10 @@ def _check_group(path: Path, group: Any, name: str) -> list[Problem]:
         problems.append(
             Problem(f"{path}:{name}/image", f"expected uint8 (H, W, 3), got {image.dtype} {image.shape}")
         )
+    depth = group.get(DEPTH_KEY)
+    if depth is not None and (depth.dtype != np.float32 or image is None or depth.shape != image.shape[:2]):
+        problems.append(Problem(f"{path}:{name}/{DEPTH_KEY}", f"expected float32 (H, W) of the image's size, "
+                                f"got {depth.dtype} {depth.shape}"))
     if pose is None:
         problems.append(Problem(f"{path}:{name}/pose", "missing dataset 'pose' (2 ints: azimuth, elevation)"))
     elif pose.shape != (2,) or not np.issubdtype(pose.dtype, np.integer):
@@ -439,7 +455,7 @@ class SyntheticShapes(ShapeNetViews):
     synthetic = True
 
     def category(self, cfg: TaskConfig) -> str:
-        from bench.data.shapes import ShapesParams  # the generator (trimesh, embree) only loads here
+        from bench.data.shapes import ShapesParams  # the generator (trimesh) only loads here
 
         category = ShapesParams.from_config(cfg).category
         chosen = cfg.dataset.options.get("category", category)
@@ -459,7 +475,7 @@ class SyntheticShapes(ShapeNetViews):
     def preprocessing(self, root: Path, cfg: TaskConfig) -> dict[str, Any]:
         from bench.data.shapes import ShapesParams
 
-        return {**super().preprocessing(root, cfg), "generator": asdict(ShapesParams.from_config(cfg))}
+        return {**super().preprocessing(root, cfg), "generator": ShapesParams.from_config(cfg).stored()}
 
 
 DATASETS.add(ShapeNetViews.name, ShapeNetViews())

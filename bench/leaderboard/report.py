@@ -21,14 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.leaderboard import (
-    STD_NOTE,
-    Row,
-    Table,
-    format_reported,
-    latest_per_cell,
-    metric_header,
-)
+from bench.leaderboard.metric_info import metric_header
+from bench.leaderboard.model import STD_NOTE, Row, Table
+from bench.leaderboard.reading import latest_per_cell
+from bench.leaderboard.reported import format_reported
 from bench.visualize import flow_to_rgb
 
 MIME_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}

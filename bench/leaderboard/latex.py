@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.leaderboard.metric_info import metric_header
-from bench.leaderboard.model import STD_NOTE, Table, dims, summary_text
+from bench.leaderboard.model import ROLE_BLOCK_TITLE, ROLES, STD_NOTE, Row, Table, dims, summary_text
 from bench.leaderboard.reported import format_reported
 
 _TEX_ESCAPES = {
@@ -27,6 +27,8 @@ _TEX_ESCAPES = {
     "–": "--",
     "…": r"\dots{}",
     "·": r"$\cdot$",
+    "Δ": r"$\Delta$",
+    "−": r"$-$",
 }
 
 
@@ -49,14 +51,11 @@ def _table_latex(table: Table) -> list[str]:
         " & ".join(["Method", "$n$", *(tex_escape(c.label) for c in table.columns)]) + r" \\",
     ]
     lines.append(r"\midrule")
-    for row in table.rows:
-        cells = [tex_escape(row.method) + _tex_marks(row.notes), tex_escape(row.seeds_text)]
-        for column in table.columns:
-            entry = row.entries[column.metric]
-            text = tex_escape(entry.text)
-            text = rf"\textbf{{{text}}}" if entry.best else text
-            cells.append(text + _tex_marks(entry.notes))
-        lines.append(" & ".join(cells) + r" \\")
+    lines += _rows_latex(table, table.method_rows)
+    if table.role_rows:
+        width = len(table.columns) + 2
+        lines += [r"\midrule", rf"\multicolumn{{{width}}}{{l}}{{\textit{{{tex_escape(ROLE_BLOCK_TITLE)}}}}} \\"]
+        lines += _rows_latex(table, table.role_rows)
     lines += [r"\bottomrule", r"\end{tabular}"]
     protocol = "; ".join(f"{label} {value}" for label, value in table.protocol_items())
     lines.append(
@@ -69,7 +68,45 @@ def _table_latex(table: Table) -> list[str]:
     notes = [rf"\textsuperscript{{{n}}}{tex_escape(text)}" for n, text in enumerate(table.footnotes, start=1)]
     if notes:  # after the reported table too, since both share the numbering
         lines.insert(len(lines) - 1, r"\par\footnotesize " + r" \\ ".join(notes))
-    return lines + [""]
+    return lines + _differences_latex(table) + [""]
+
+
+def _rows_latex(table: Table, rows: Sequence[Row]) -> list[str]:
+    lines = []
+    for row in rows:
+        cells = [tex_escape(row.label) + _tex_marks(row.notes), tex_escape(row.seeds_text)]
+        for column in table.columns:
+            entry = row.entries[column.metric]
+            text = tex_escape(entry.text)
+            text = rf"\textbf{{{text}}}" if entry.best else text
+            cells.append(text + _tex_marks(entry.notes))
+        lines.append(" & ".join(cells) + r" \\")
+    return lines
+
+
+def _differences_latex(table: Table) -> list[str]:
+    """The paired-difference table (methods, then oracle and floor rows) with its notes as caption."""
+    notes = " ".join(tex_escape(note) for note in table.difference_notes())
+    if not table.differences:
+        return [r"\par\footnotesize " + notes]
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering\small",
+        r"\begin{tabular}{l r " + "r " * len(table.columns) + "}",
+        r"\toprule",
+        " & ".join(["Method", "$n$", *(tex_escape(c.difference_label) for c in table.columns)]) + r" \\",
+        r"\midrule",
+    ]
+    rows = table.difference_rows()
+    for index, (row, seeds, differences) in enumerate(rows):
+        if index and row.role in ROLES and rows[index - 1][0].role not in ROLES:
+            lines.append(r"\midrule")
+        cells = [tex_escape(differences[c.metric].text) for c in table.columns]
+        lines.append(" & ".join([tex_escape(row.label), seeds, *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(rf"\caption{{{tex_escape(table.title)}: {tex_escape(table.difference_title())}. {notes}}}")
+    lines.append(r"\end{table}")
+    return lines
 
 
 def _reported_latex(table: Table) -> list[str]:

@@ -106,6 +106,11 @@ class Row:
     role: str = "method"  # or one of ROLES
 
     @property
+    def label(self) -> str:
+        """The method, with its role when it is not a method: ``oracle_flow (oracle)``."""
+        return f"{self.method} ({self.role})" if self.role in ROLES else self.method
+
+    @property
     def seeds_text(self) -> str:
         n = str(len(self.ok_seeds))
         return f"{n} (+{len(self.failed_seeds)} failed)" if self.failed_seeds else n
@@ -148,6 +153,7 @@ class Table:
     baseline: str = DEFAULT_BASELINE
     # row method -> metric -> its paired difference to the baseline (every row but the baseline's)
     differences: dict[str, dict[str, DifferenceEntry]] = field(default_factory=dict)
+    paired_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # row method -> seeds paired
 
     @property
     def method_rows(self) -> list[Row]:
@@ -159,10 +165,13 @@ class Table:
         """Oracle and floor rows, in that order: shown in their own block, never ranked."""
         return sorted((row for row in self.rows if row.role in ROLES), key=lambda row: ROLES.index(row.role))
 
-    def difference_rows(self) -> list[tuple[Row, dict[str, DifferenceEntry]]]:
-        """(row, its differences) for the methods, then the oracle and floor rows."""
-        return [(row, self.differences[row.method]) for row in (*self.method_rows, *self.role_rows)
-                if row.method in self.differences]
+    def difference_rows(self) -> list[tuple[Row, str, dict[str, DifferenceEntry]]]:
+        """(row, its number of paired seeds, its differences) for the methods, then oracle and floor rows."""
+        return [
+            (row, str(len(self.paired_seeds[row.method])), self.differences[row.method])
+            for row in (*self.method_rows, *self.role_rows)
+            if row.method in self.differences
+        ]
 
     def difference_title(self) -> str:
         return f"Paired difference to {self.baseline} (Δ = row − {self.baseline}, mean per test image, 95% CI)"
@@ -190,12 +199,14 @@ class Table:
                 "noise, not test-set or training spread; FID has no spread at all. Neither supports a "
                 "significance claim from one seed."
             )
-        reasons: dict[str, list[str]] = {}
+        reasons: dict[str, tuple[dict[str, None], dict[str, None]]] = {}  # reason -> (rows, metrics), ordered
         for method, row in self.differences.items():
             for metric, entry in row.items():
                 if entry.difference.reason and entry.difference.mean is None:
-                    reasons.setdefault(entry.difference.reason, []).append(f"{method} {metric_label(metric)}")
-        notes += [f"n/a ({', '.join(where)}): {reason}" for reason, where in reasons.items()]
+                    rows, metrics = reasons.setdefault(entry.difference.reason, ({}, {}))
+                    rows[method], metrics[metric_label(metric)] = None, None
+        notes += [f"n/a in {', '.join(metrics)} of {', '.join(rows)}: {reason}."
+                  for reason, (rows, metrics) in reasons.items()]
         return notes
 
     def setup_notes(self, code: Callable[[str], str] = str) -> list[tuple[str, tuple[str, ...]]]:
@@ -431,11 +442,23 @@ def _difference_text(difference: Difference, places: int) -> str:
     return "n/a"
 
 
+def _baseline_row(rows: list[Row], baseline: str) -> Row | None:
+    return next((row for row in rows if row.method == baseline and row.ok_seeds), None)
+
+
+def _paired_seeds(rows: list[Row], baseline: str) -> dict[str, tuple[int, ...]]:
+    base = _baseline_row(rows, baseline)
+    if base is None:
+        return {}
+    return {row.method: tuple(seed for seed, _, _ in pair_by_seed(row.records, base.records))
+            for row in rows if row is not base}
+
+
 def _differences(
     rows: list[Row], columns: list[Column], baseline: str, reader: PerImageReader
 ) -> dict[str, dict[str, DifferenceEntry]]:
     """Every row's paired difference to the baseline row, per column (empty without a baseline row)."""
-    base = next((row for row in rows if row.method == baseline and row.ok_seeds), None)
+    base = _baseline_row(rows, baseline)
     if base is None:
         return {}
     out: dict[str, dict[str, DifferenceEntry]] = {}
@@ -531,6 +554,7 @@ def _build_table(
         reported_notes=reported_notes,
         baseline=baseline,
         differences=_differences(rows, columns, baseline, reader or PerImageReader(None)),
+        paired_seeds=_paired_seeds(rows, baseline),
     )
 
 

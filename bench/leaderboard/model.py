@@ -21,6 +21,8 @@ from bench.leaderboard.metric_info import (
     metric_sort_key,
 )
 from bench.leaderboard.paired import (
+    SET_LEVEL_NOTE,
+    SPREAD_CAVEAT,
     Difference,
     PerImageReader,
     image_difference,
@@ -30,9 +32,9 @@ from bench.leaderboard.paired import (
 )
 from bench.leaderboard.reading import (
     GroupId,
-    created_time,
     group_records,
     latest_per_cell,
+    newest_per_seed,
     training_differences,
 )
 from bench.leaderboard.reported import ReportedEntry
@@ -186,19 +188,12 @@ class Table:
             f"Δ per test image between cells of the same seed (same images, same training batches and backbone "
             f"weights); {SIGNIFICANT_MARK} = the 95% interval excludes 0."
             + (f" Resampled: {resampling_text(seed_counts)}." if seed_counts else ""),
-            "With one seed the interval covers the choice of test images only, not training randomness: a "
-            "difference smaller than the seed-to-seed spread (the ± above, from several seeds) or the "
-            "machine-to-machine spread (README, reproducibility) is not a finding, marked or not.",
+            SPREAD_CAVEAT,
         ]
         distribution = [c for c in self.columns if is_distribution_metric(c.metric)]
         if distribution:
             labels = " and ".join(metric_label(c.metric) for c in distribution)
-            notes.append(
-                f"{labels} are set-level: Δ is the difference of the set values (mean over seeds), with no "
-                "interval. KID's ± is its std over random subsets of the same images, the estimator's own "
-                "noise, not test-set or training spread; FID has no spread at all. Neither supports a "
-                "significance claim from one seed."
-            )
+            notes.append(f"{labels}: {SET_LEVEL_NOTE}")
         reasons: dict[str, tuple[dict[str, None], dict[str, None]]] = {}  # reason -> (rows, metrics), ordered
         for method, row in self.differences.items():
             for metric, entry in row.items():
@@ -299,7 +294,7 @@ def _weight_sources(metric_protocols: dict[str, dict[str, list[str]]]) -> list[t
     return items
 
 
-def _decimals(means: Sequence[float]) -> int:
+def decimals(means: Sequence[float]) -> int:
     """Decimals for a column: 4 below 1, 3 below 100, 2 below 1000, else 1."""
     largest = max((abs(m) for m in means), default=0.0)
     return 4 if largest < 1 else 3 if largest < 100 else 2 if largest < 1000 else 1
@@ -322,13 +317,6 @@ def _failure_notes(method: str, failed: list[dict]) -> list[str]:
         f"{method} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} failed{text}"
         for text, seeds in seeds_by_error.items()
     ]
-
-
-def _newest_per_seed(records: list[dict]) -> list[dict]:
-    by_seed: dict[int, dict] = {}
-    for record in sorted(records, key=created_time):
-        by_seed[record["cell"]["seed"]] = record
-    return [by_seed[seed] for seed in sorted(by_seed)]
 
 
 def _build_entry(metric: str, ok: list[dict], notes: Footnotes, method: str) -> Entry:
@@ -375,7 +363,7 @@ def _format_column(column: Column, entries: list[Entry], unranked: Sequence[Entr
     """Fill the entries' text, decide the column's image count, ranking and best entries
     (``unranked`` entries, the oracle and floor rows', get their text only)."""
     numeric = [e for e in entries if e.mean is not None]
-    places = _decimals([e.mean for e in numeric])
+    places = decimals([e.mean for e in numeric])
     column.places = places
     counts = {c for e in numeric for c in e.image_counts}
     if is_distribution_metric(column.metric) and counts:
@@ -432,7 +420,7 @@ def _row_role(records: list[dict]) -> str:
     return roles.pop()
 
 
-def _difference_text(difference: Difference, places: int) -> str:
+def difference_text(difference: Difference, places: int) -> str:
     if difference.interval is not None:
         low, high = difference.interval.low, difference.interval.high
         mark = f" {SIGNIFICANT_MARK}" if difference.interval.significant else ""
@@ -474,7 +462,7 @@ def _differences(
                 difference = set_difference(pairs, column.metric)
             else:
                 difference = image_difference(pairs, column.metric, reader, reader)
-            out[row.method][column.metric] = DifferenceEntry(_difference_text(difference, column.places), difference)
+            out[row.method][column.metric] = DifferenceEntry(difference_text(difference, column.places), difference)
     return out
 
 
@@ -505,7 +493,7 @@ def _build_table(
     columns = [_new_column(metric) for metric in metrics]
     rows = []
     for method in sorted({r["cell"]["method"] for r in records}):
-        chosen = _newest_per_seed([r for r in records if r["cell"]["method"] == method])
+        chosen = newest_per_seed([r for r in records if r["cell"]["method"] == method])
         ok = [r for r in chosen if r["status"] == "ok"]
         failed = [r for r in chosen if r["status"] == "failed"]
         row_notes = tuple(notes.add(text) for text in _failure_notes(method, failed))

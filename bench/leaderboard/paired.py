@@ -27,6 +27,17 @@ CONFIDENCE = 0.95
 RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 NO_PER_IMAGE = "no per-image values recorded (a record older than per-image storage)"
+SPREAD_CAVEAT = (
+    "With one seed the interval covers the choice of test images only, not training randomness: a "
+    "difference smaller than the seed-to-seed spread (the ± of several seeds) or the machine-to-machine "
+    "spread (README, reproducibility) is not a finding, marked or not."
+)
+SET_LEVEL_NOTE = (
+    "set-level metrics: Δ is the difference of the set values (mean over seeds), with no interval. KID's ± "
+    "is its std over random subsets of the same images, the estimator's own noise, not test-set or training "
+    "spread; FID has no spread at all. Neither supports a significance claim from one seed."
+)
+_ROUNDING = 1e-12  # relative spread below which differences count as one constant
 _CHUNK = 500  # hierarchical replicates drawn at once (bounds memory)
 
 
@@ -50,8 +61,8 @@ def image_bootstrap(differences: np.ndarray, seed: int = BOOTSTRAP_SEED, resampl
     if values.size < 2:
         raise ValueError(f"a bootstrap over images needs at least 2 paired images, got {values.size}")
     mean = float(values.mean())
-    if np.ptp(values) == 0:  # every resample has the same mean (BCa is undefined here)
-        return Interval(mean, mean, mean)
+    if np.ptp(values) <= _ROUNDING * (1.0 + abs(mean)):  # a constant difference, up to rounding: every
+        return Interval(mean, mean, mean)  # resample has its mean (and BCa is undefined)
     result = stats.bootstrap(
         (values,),
         np.mean,
@@ -61,7 +72,10 @@ def image_bootstrap(differences: np.ndarray, seed: int = BOOTSTRAP_SEED, resampl
         vectorized=True,
         random_state=np.random.default_rng(seed),
     )
-    return Interval(mean, float(result.confidence_interval.low), float(result.confidence_interval.high))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"scipy's BCa interval is undefined for these {values.size} differences")
+    return Interval(mean, low, high)
 
 
 def hierarchical_bootstrap(

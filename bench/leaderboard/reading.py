@@ -86,6 +86,14 @@ def latest_per_cell(records: Iterable[dict]) -> list[dict]:
     return sorted((record for _, record in newest.values()), key=_cell_order)
 
 
+def newest_per_seed(records: list[dict]) -> list[dict]:
+    """The newest record per seed (of one method's records), by seed."""
+    by_seed: dict[int, dict] = {}
+    for record in sorted(records, key=created_time):
+        by_seed[record["cell"]["seed"]] = record
+    return [by_seed[seed] for seed in sorted(by_seed)]
+
+
 def _short_hash(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]

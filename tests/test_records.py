@@ -148,3 +148,23 @@ def test_per_image_file_problems_name_the_file(tmp_path):
         read_per_image(tmp_path, made)
     with pytest.raises(ValueError, match="unequal length"):
         PerImageValues({"ssim": [1.0, 2.0]}, ("only-one",))
+
+
+def test_paired_metrics_give_one_value_per_image_in_order():
+    import torch
+    from skimage.metrics import structural_similarity
+
+    from bench.metrics.base import EvalContext
+    from bench.metrics.evaluate import evaluate
+
+    generator = torch.Generator().manual_seed(0)
+    fake = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    real = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    results = evaluate(fake, real, ["ssim", "psnr", "l1"], EvalContext())
+    for result in results.values():
+        assert len(result.per_image) == 3 and result.value == pytest.approx(float(np.mean(result.per_image)))
+    second = structural_similarity(real[1].permute(1, 2, 0).numpy(), fake[1].permute(1, 2, 0).numpy(),
+                                   data_range=255, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False)
+    assert results["ssim"].per_image[1] == pytest.approx(second)
+    assert "per_image" not in results["ssim"].to_dict()  # the record's JSON stays small

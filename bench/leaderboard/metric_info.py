@@ -11,12 +11,8 @@ FALLBACK_DIRECTIONS = {"ssim": True, "psnr": True, "l1": False, "lpips": False, 
 FALLBACK_DISTRIBUTION = frozenset({"fid", "kid"})
 METRIC_ORDER = ("ssim", "psnr", "l1", "lpips", "fid", "kid")
 METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR", "l1": "L1", "lpips": "LPIPS", "fid": "FID", "kid": "KID"}
-# Metric protocol fields that describe this machine's cache rather than the measurement.
 
 
-# ---------------------------------------------------------------------------------------------
-# Metric properties
-# ---------------------------------------------------------------------------------------------
 def _registered_metric(name: str) -> Any | None:
     try:
         return METRICS.get(name)

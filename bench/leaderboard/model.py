@@ -40,6 +40,7 @@ from bench.leaderboard.reading import (
 from bench.leaderboard.reported import ReportedEntry
 from bench.records import RECORDS_FILE
 
+# Metric protocol fields that describe this machine's cache rather than the measurement.
 VOLATILE_METRIC_FIELDS = frozenset({"reference_cache", "reference_cache_reused"})
 STD_NOTE = "mean ± sample std (ddof 1) over n seeds; best per column in bold"
 DEFAULT_BASELINE = "none"
@@ -48,9 +49,6 @@ ROLE_BLOCK_TITLE = "Oracle and floor rows (references, not ranked with the metho
 SIGNIFICANT_MARK = "*"
 
 
-# ---------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------
 class Footnotes:
     """Numbered footnotes of one table; an identical text gets the same number."""
 
@@ -408,8 +406,6 @@ def _metric_protocols(records: list[dict], metrics: list[str]) -> dict[str, dict
         if merged:
             out[metric] = {key: sorted(values) for key, values in sorted(merged.items())}
     return out
-
-
 
 
 def _row_role(records: list[dict]) -> str:

@@ -157,7 +157,6 @@ def _setup_differences(setups: dict[str, dict]) -> dict[str, tuple[str, ...]]:
     }
 
 
-
 def _compatible(failed_protocol: dict, protocol: dict) -> bool:
     """A failed record belongs to a table whose protocol agrees with everything it recorded."""
     return all(protocol.get(key) == value for key, value in failed_protocol.items() if value is not None)

@@ -106,9 +106,6 @@ def _marks(numbers: tuple[int, ...] | list[int]) -> str:
     return "".join(f"<sup>{n}</sup>" for n in numbers)
 
 
-# ---------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------
 def _rows(table: Table, rows: list[Row]) -> list[str]:
     body = []
     for row in rows:

@@ -76,7 +76,6 @@ def load_reported(path: str | Path = REPORTED_FILE) -> list[ReportedEntry]:
     return entries
 
 
-
 def format_reported(value: float) -> str:
     """A published number as printed in its source (no added digits)."""
     return format(value, "g")

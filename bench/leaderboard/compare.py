@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.leaderboard.metric_info import is_distribution_metric, metric_sort_key
+from bench.leaderboard.metric_info import metric_sort_key
 from bench.leaderboard.paired import (
     Difference,
     PerImageReader,
-    image_difference,
+    metric_difference,
     pair_by_seed,
-    set_difference,
 )
 from bench.leaderboard.reading import GroupId, group_records, latest_per_cell, newest_per_seed
 
@@ -62,10 +61,7 @@ def _compare(
     names = {name for _, a, b in pairs for record in (a, b) for name in (record.get("metrics") or {})}
     metrics = []
     for metric in sorted(names, key=metric_sort_key):
-        if is_distribution_metric(metric):
-            difference = set_difference(pairs, metric)
-        else:
-            difference = image_difference(pairs, metric, *readers)
+        difference = metric_difference(pairs, metric, *readers)
         a_mean = _mean_value([a for _, a, _ in pairs], metric)
         b_mean = _mean_value([b for _, _, b in pairs], metric)
         metrics.append(MetricComparison(metric, a_mean, b_mean, difference))

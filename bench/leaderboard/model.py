@@ -25,10 +25,9 @@ from bench.leaderboard.paired import (
     SPREAD_CAVEAT,
     Difference,
     PerImageReader,
-    image_difference,
+    metric_difference,
     pair_by_seed,
     resampling_text,
-    set_difference,
 )
 from bench.leaderboard.reading import (
     GroupId,
@@ -452,12 +451,7 @@ def _differences(
         pairs = pair_by_seed(row.records, base.records)
         out[row.method] = {}
         for column in columns:
-            if not pairs:
-                difference = Difference(reason=f"no seed with a successful record of both {row.method} and {baseline}")
-            elif is_distribution_metric(column.metric):
-                difference = set_difference(pairs, column.metric)
-            else:
-                difference = image_difference(pairs, column.metric, reader, reader)
+            difference = metric_difference(pairs, column.metric, reader, reader)
             out[row.method][column.metric] = DifferenceEntry(difference_text(difference, column.places), difference)
     return out
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from bench.leaderboard.metric_info import is_distribution_metric
 from bench.records import PerImageError, PerImageValues, read_per_image
 
 CONFIDENCE = 0.95
@@ -217,6 +218,17 @@ def image_difference(
         seed_differences=tuple(float(values.mean()) for values in per_seed),
         image_count=counts.pop(),
     )
+
+
+def metric_difference(
+    pairs: Sequence[tuple[int, dict, dict]], metric: str, reader_a: PerImageReader, reader_b: PerImageReader
+) -> Difference:
+    """``a - b`` of one metric over seed pairs: set-level for distribution metrics, else per image."""
+    if not pairs:
+        return Difference(reason="no seed with a successful record of both")
+    if is_distribution_metric(metric):
+        return set_difference(pairs, metric)
+    return image_difference(pairs, metric, reader_a, reader_b)
 
 
 def pair_by_seed(a: Sequence[dict], b: Sequence[dict]) -> list[tuple[int, dict, dict]]:

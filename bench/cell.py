@@ -30,6 +30,7 @@ from bench import distributed
 from bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bench.config import TaskConfig
 from bench.metrics.base import EvalContext, MetricResult
+from bench.records import PerImageValues
 from bench.registry import DATASETS
 
 VIDEO_KINDS = ("face_animation",)
@@ -164,6 +165,10 @@ def execute_cell(
     return {
         "protocol": protocol,
         "metrics": {name: result.to_dict() for name, result in evaluation["metrics"].items()},
+        "per_image": PerImageValues(
+            {name: r.per_image for name, r in evaluation["metrics"].items() if r.per_image is not None},
+            evaluation["image_names"],
+        ),
         "timings": timings,
         "artifacts": evaluation["artifacts"],
         "training": {"resumed_from": resumed_from},
@@ -319,5 +324,6 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
         "metrics": metrics,
         "artifacts": artifacts,
         "num_generated": int(fake.shape[0]),
+        "image_names": tuple(name for _, _, names in parts for name in names),
         "reference_size": len(reference),
     }

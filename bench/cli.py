@@ -1,4 +1,4 @@
-"""Command line: ``run_bench.py [run|list|leaderboard|weights|check-data] ...`` (also ``warpbench``)."""
+"""Command line: ``run_bench.py [run|list|leaderboard|compare|weights|check-data] ...`` (also ``warpbench``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.table import Table
 from bench.config import PROFILES, ConfigError
 from bench.registry import DATASETS, EXECUTORS, METRICS, TASKS, WARPERS, RegistryError, load_plugin
 
-COMMANDS = ("run", "list", "leaderboard", "weights", "check-data")
+COMMANDS = ("run", "list", "leaderboard", "compare", "weights", "check-data")
 HEADLINE_METRICS = ("ssim", "lpips", "fid", "kid", "l1", "psnr")
 console = Console()
 
@@ -28,6 +28,11 @@ def _paths(parser: argparse.ArgumentParser) -> None:
                         help="records.jsonl, leaderboards, report and samples (default: ./results)")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
                         help="import a plugin module (dotted name or .py path) before running; repeatable")
+
+
+def _baseline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", default="none", metavar="METHOD",
+                        help="the method every row's paired difference is taken against (default: none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="executor resource option, e.g. --resource slurm_partition=gpu; repeatable")
     run.add_argument("--device", default=None, help="override train.device (cpu, cuda, auto)")
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the tables after the run")
+    _baseline(run)
 
     lst = sub.add_parser("list", help="list tasks, datasets, methods, metrics, executors and profiles")
     lst.add_argument("what", nargs="?", default="all",
@@ -68,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="regenerate leaderboards and the report from records.jsonl only")
     _paths(board)
     board.add_argument("--no-reported", action="store_true", help="leave out the published (reported) rows")
+    _baseline(board)
+
+    compare = sub.add_parser("compare", help="paired differences with 95%% intervals: two methods of one "
+                             "results directory, or the same cells in two results directories (--against)")
+    _paths(compare)
+    compare.add_argument("methods", nargs="*", metavar="METHOD",
+                         help="two methods A B (shows A - B); with --against: the methods to compare (default all)")
+    compare.add_argument("--against", type=Path, default=None, metavar="RESULTS_DIR",
+                         help="a second results directory: each cell of --results-dir against the cell of the "
+                              "same key there")
 
     weights = sub.add_parser("weights", help="show which metric and loss weights are present or missing")
     weights.add_argument("--weights-dir", type=Path, default=None)
@@ -159,7 +175,7 @@ def command_run(args: argparse.Namespace) -> int:
     if not args.no_leaderboard and distributed.is_main():
         from bench.leaderboard import write_leaderboards
 
-        for path in write_leaderboards(args.results_dir):
+        for path in write_leaderboards(args.results_dir, baseline=args.baseline):
             console.print(f"wrote {path}")
     failed = [r for r in records if r["status"] == "failed"]
     if failed:
@@ -193,8 +209,58 @@ def command_list(args: argparse.Namespace) -> int:
 def command_leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import write_leaderboards
 
-    for path in write_leaderboards(args.results_dir, include_reported=not args.no_reported):
+    for path in write_leaderboards(args.results_dir, include_reported=not args.no_reported, baseline=args.baseline):
         console.print(f"wrote {path}")
+    return 0
+
+
+def _comparison_table(comparison: Any) -> Table:
+    """One comparison as a rich table: a row per metric with both means, the difference and its interval."""
+    from bench.leaderboard.metric_info import metric_header
+    from bench.leaderboard.model import decimals, difference_text
+
+    table = Table(title=comparison.title, title_justify="left")
+    for column in ("metric", comparison.a_label, comparison.b_label, "Δ [95% CI]", "seeds", "images"):
+        table.add_column(column, justify="left" if column == "metric" else "right", overflow="fold")
+    for item in comparison.metrics:
+        places = decimals([v for v in (item.a_mean, item.b_mean) if v is not None])
+        means = ["n/a" if v is None else f"{v:.{places}f}" for v in (item.a_mean, item.b_mean)]
+        difference = item.difference
+        text = difference_text(difference, places)
+        if difference.interval is not None and difference.interval.significant:
+            text = f"[bold]{text}[/]"
+        count = "" if difference.image_count is None else str(difference.image_count)
+        table.add_row(metric_header(item.metric), *means, text, str(len(difference.seeds)), count)
+    return table
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from bench.leaderboard.compare import compare_methods, compare_record_sets
+    from bench.leaderboard.paired import SET_LEVEL_NOTE, SPREAD_CAVEAT, resampling_text
+    from bench.leaderboard.reading import load_records
+
+    records = load_records(args.results_dir)
+    if args.against is not None:
+        comparisons = compare_record_sets(records, args.results_dir, load_records(args.against), args.against,
+                                          args.methods)
+        what = f"no cell of {args.results_dir} has a successful record of the same key in {args.against}"
+    elif len(args.methods) == 2:
+        comparisons = compare_methods(records, args.results_dir, *args.methods)
+        what = f"no table of {args.results_dir} has successful records of both {' and '.join(args.methods)}"
+    else:
+        raise ConfigError(f"compare: give two methods (A B), or --against RESULTS_DIR; got {args.methods}")
+    if not comparisons:
+        console.print(f"[yellow]{what}[/]", highlight=False)
+        return 1
+    for comparison in comparisons:
+        console.print(_comparison_table(comparison))
+    reasons = {m.difference.reason for c in comparisons for m in c.metrics if m.difference.mean is None}
+    for reason in sorted(reasons):
+        console.print(f"n/a: {reason}", highlight=False, markup=False)
+    seeds = {len(m.difference.seeds) for c in comparisons for m in c.metrics if m.difference.interval is not None}
+    console.print(f"Δ = A − B per test image between cells of the same seed; bold: the 95% interval excludes 0. "
+                  f"Resampled: {resampling_text(seeds) or 'nothing (no per-image values)'}. {SPREAD_CAVEAT} "
+                  f"FID, KID: {SET_LEVEL_NOTE}", highlight=False, markup=False)
     return 0
 
 
@@ -228,7 +294,7 @@ def command_check_data(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {
-    "run": command_run, "list": command_list, "leaderboard": command_leaderboard,
+    "run": command_run, "list": command_list, "leaderboard": command_leaderboard, "compare": command_compare,
     "weights": command_weights, "check-data": command_check_data,
 }
 

@@ -4,26 +4,44 @@ Records are only ever added.  Each addition happens under a file lock and replac
 atomically (write a temporary file with the old content plus the new line, fsync, rename), so a
 crash or a second runner can never leave a torn line, and two runners on one results directory
 never interleave.  A per-cell lock keeps two runners from running the same cell at once.
+
+Per-image metric values (one per evaluated image, for paired statistics) do not go into the JSON
+line: they live in a side file ``per_image/<sha256>.npz`` named by the hash of its bytes, written
+before the record that names it, so the record stays small readable JSON and never points at a
+missing file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from filelock import FileLock, Timeout
 
 RECORDS_FILE = "records.jsonl"
 SCHEMA_VERSION = 1
+PER_IMAGE_DIR = "per_image"
+_NAMES_KEY = "image_names"
+_VALUES_PREFIX = "values."
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: equal values give equal bytes, hence one file
 
 
 class RecordsError(ValueError):
     """``records.jsonl`` holds a line that is not a valid record."""
+
+
+class PerImageError(RecordsError):
+    """A record's per-image side file is missing, altered or not in the expected format."""
 
 
 class CellBusyError(RuntimeError):
@@ -49,6 +67,81 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class PerImageValues:
+    """Per metric, one float64 value per evaluated image in evaluation order, and the images' names."""
+
+    values: dict[str, np.ndarray]
+    names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:  # any array-like (numpy, torch, list) -> 1-d float64
+        object.__setattr__(self, "values", {k: np.asarray(v, dtype=np.float64).ravel() for k, v in self.values.items()})
+        object.__setattr__(self, "names", tuple(str(name) for name in self.names))
+        lengths = {name: len(values) for name, values in self.values.items()}
+        if self.names:
+            lengths[_NAMES_KEY] = len(self.names)
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"per-image values of unequal length: {lengths}")
+
+    @property
+    def count(self) -> int:
+        return next((len(v) for v in self.values.values()), len(self.names))
+
+
+def per_image_bytes(per_image: PerImageValues) -> bytes:
+    """The values as a deterministic .npz (sorted members, fixed times): the same values, the same bytes."""
+    arrays = {f"{_VALUES_PREFIX}{name}": np.asarray(v, dtype=np.float64) for name, v in per_image.values.items()}
+    if per_image.names:
+        arrays[_NAMES_KEY] = np.asarray(per_image.names, dtype=str)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arrays[key], allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def write_per_image(results_dir: Path, per_image: PerImageValues) -> dict[str, Any]:
+    """Store the values content-addressed under ``<results_dir>/per_image/``; returns the record's reference."""
+    data = per_image_bytes(per_image)
+    digest = hashlib.sha256(data).hexdigest()
+    relative = f"{PER_IMAGE_DIR}/{digest}.npz"
+    path = Path(results_dir) / relative
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    return {"file": relative, "sha256": digest, "count": per_image.count, "metrics": sorted(per_image.values)}
+
+
+def read_per_image(results_dir: Path, record: dict[str, Any]) -> PerImageValues | None:
+    """The per-image values a record names (None when it names none, as older records do).
+
+    PerImageError names the file when it is missing, its hash differs from the record's or its
+    content is not what ``write_per_image`` writes."""
+    reference = record.get("per_image")
+    if reference is None:
+        return None
+    where = f"record {record.get('record_id', '?')}"
+    if not isinstance(reference, dict) or not isinstance(reference.get("file"), str):
+        raise PerImageError(f"{where}: key 'per_image' must be an object with 'file' and 'sha256'")
+    path = Path(results_dir) / reference["file"]
+    if not path.is_file():
+        raise PerImageError(f"{path}: per-image file of {where} is missing")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != reference.get("sha256"):
+        raise PerImageError(f"{path}: sha256 differs from the one {where} names (file altered or truncated)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise PerImageError(f"{path}: not a per-image .npz ({exc})") from exc
+    names = tuple(str(n) for n in arrays.pop(_NAMES_KEY, ()))
+    values = {key.removeprefix(_VALUES_PREFIX): v.astype(np.float64) for key, v in arrays.items()}
+    return PerImageValues(values, names)
 
 
 def parse_records(
@@ -90,8 +183,11 @@ class RecordStore:
             return []
         return parse_records(self.path.read_text(encoding="utf-8"), str(self.path))
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Add one record atomically under the store's lock."""
+    def append(self, record: dict[str, Any], per_image: PerImageValues | None = None) -> None:
+        """Add one record atomically under the store's lock; ``per_image`` values go to their side
+        file first and the record (the caller's dict too) gets its ``per_image`` reference."""
+        if per_image is not None and per_image.values:
+            record["per_image"] = write_per_image(self.results_dir, per_image)
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
         self.results_dir.mkdir(parents=True, exist_ok=True)
         with self._lock:

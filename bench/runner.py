@@ -137,6 +137,7 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
         "artifacts": {},
     }
     device = torch.device("cpu")
+    per_image = None
     try:
         record["cell"]["key"] = cell.fallback_key()
         try:
@@ -151,6 +152,7 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
         device = distributed.rank_device(resolve_device(cfg.train.device))
         with distributed.main_decides(lambda: claim_cell(store, key, options.force)):
             outcome = execute_cell(cfg, cell.method, cell.seed, key, options, device, progress)
+        per_image = outcome.pop("per_image", None)  # to its side file, not into the JSON line
         record.update(status="ok", **outcome)
     except CellBusyError as exc:  # another runner has it: not an outcome of this cell, so no record
         record.update(status="busy", error={"phase": "runner", "type": "CellBusyError", "message": str(exc)})
@@ -174,7 +176,7 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
     record["timings"]["total_s"] = round(time.perf_counter() - started, 3)
     record["environment"] = environment(device)
     if distributed.is_main():
-        store.append(record)
+        store.append(record, per_image)
     return record
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.cli import main
 from bench.leaderboard import (
     build_tables,
     latest_per_cell,
@@ -25,7 +26,9 @@ from bench.leaderboard import (
     training_key,
     write_leaderboards,
 )
-from bench.records import RecordsError
+from bench.leaderboard.compare import compare_methods, compare_record_sets
+from bench.leaderboard.paired import hierarchical_bootstrap, image_bootstrap
+from bench.records import PerImageValues, RecordsError, RecordStore
 from bench.registry import METRICS
 from fake_results import (
     PROTOCOL,
@@ -66,7 +69,15 @@ def test_rebuild_from_records_is_byte_identical_across_processes(tmp_path):
     ]
     records[0]["artifacts"] = write_samples(tmp_path, records[0]["cell"]["key"])
     write_records(tmp_path, records)
+    rng = np.random.default_rng(0)  # and a table with per-image values: seeded bootstraps, one and two seeds
+    base = [rng.uniform(0.5, 0.8, 30) for _ in range(2)]
+    _write_paired(tmp_path, [
+        *(_paired_record(m, s, base[s] + shift + rng.normal(0, 0.01, 30), task="face_synthetic")
+          for m, shift in (("none", 0.0), ("gfla", 0.01)) for s in (0, 1)),
+        _paired_record("plain_flow", 0, base[0] - 0.01, task="face_synthetic"),
+    ])
     first = write_leaderboards(tmp_path)
+    assert "+0.01" in (tmp_path / "leaderboard.md").read_text()
     assert [p.name for p in first] == list(OUTPUTS)
     written = {name: (tmp_path / name).read_bytes() for name in OUTPUTS}
     for name in OUTPUTS:
@@ -331,3 +342,182 @@ def test_protocol_line_names_weight_sources_and_hides_cache_paths():
     markdown = render_markdown([table], records)
     assert "reference_cache" not in markdown and "/home/me" not in markdown
     assert f"weights_sha256={sha[:12]}" in markdown
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired differences, their bootstrap intervals, oracle and floor rows
+# ---------------------------------------------------------------------------------------------
+def _paired_record(method: str, seed: int, ssim: np.ndarray, role: str | None = None, **kwargs) -> tuple:
+    """A record whose SSIM is the mean of ``ssim`` per image (stored beside it), with a set-level FID."""
+    made = record(method, seed, {"ssim": metric(float(np.mean(ssim)), count=len(ssim)),
+                                 "fid": metric(50.0 - 100 * float(np.mean(ssim)))}, **kwargs)
+    if role is not None:
+        made["role"] = role
+    names = tuple(f"img{i:03d}" for i in range(len(ssim)))
+    return made, PerImageValues({"ssim": ssim}, names)
+
+
+def _write_paired(results_dir: Path, items: list[tuple]) -> None:
+    store = RecordStore(results_dir)
+    for made, per_image in items:
+        store.append(made, per_image)
+
+
+def _difference_row(markdown: str, method: str) -> list[str]:
+    """The row of ``method`` in the paired-difference table (the second table naming it)."""
+    block = markdown.split("**Paired difference to", 1)[1]
+    return _table_row(block, method)
+
+
+def test_identical_methods_give_an_interval_around_zero():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.5, 0.8, 300)
+    exact = image_bootstrap(base - base)
+    assert (exact.mean, exact.low, exact.high) == (0.0, 0.0, 0.0) and not exact.significant
+    noisy = image_bootstrap(base + rng.normal(0.0, 0.01, 300) - base)  # same method, evaluation noise only
+    assert noisy.low < 0 < noisy.high and not noisy.significant
+    assert noisy.high - noisy.low < 4 * 0.01 * 1.96 / np.sqrt(300) * 1.5  # about 2 * 1.96 * sigma / sqrt(n)
+
+
+def test_a_constant_shift_gives_an_interval_around_the_shift():
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.5, 0.8, 200)
+    exact = image_bootstrap(base + 0.02 - base)
+    assert exact.mean == pytest.approx(0.02) and exact.low == pytest.approx(0.02) == exact.high
+    shifted = image_bootstrap(base + 0.02 + rng.normal(0.0, 0.01, 200) - base)
+    assert shifted.low < 0.02 < shifted.high and shifted.significant
+    # scipy's BCa interval, seeded: recomputing gives the same numbers
+    assert image_bootstrap(base + 0.02 + rng.normal(0.0, 0.01, 200) - base) != shifted
+    again = np.random.default_rng(2)
+    values = again.uniform(0.5, 0.8, 200)
+    assert image_bootstrap(values + 0.02 + again.normal(0.0, 0.01, 200) - values) == shifted
+
+
+def test_hierarchical_bootstrap_resamples_seeds_then_images():
+    rng = np.random.default_rng(3)
+    tight = [0.01 + rng.normal(0.0, 0.002, 100) for _ in range(4)]
+    interval = hierarchical_bootstrap(tight)
+    assert interval.mean == pytest.approx(np.mean([t.mean() for t in tight]))
+    assert interval.low < 0.01 < interval.high and interval.significant
+    # the seeds disagree (training randomness): the interval must widen to cover zero, although
+    # every seed's own images give a tight interval away from it
+    spread = [offset + rng.normal(0.0, 0.002, 100) for offset in (0.03, -0.02, 0.01, -0.015)]
+    wide = hierarchical_bootstrap(spread)
+    assert wide.low < 0 < wide.high and not wide.significant
+    assert all(image_bootstrap(values).significant for values in spread)
+    assert hierarchical_bootstrap(spread) == wide  # seeded
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        hierarchical_bootstrap(spread[:1])
+
+
+def test_leaderboard_shows_paired_differences_roles_and_marks(tmp_path):
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0.5, 0.8, 40)
+    _write_paired(tmp_path, [
+        _paired_record("none", 0, base),
+        _paired_record("gfla", 0, base + 0.02 + rng.normal(0, 0.005, 40)),
+        _paired_record("plain_flow", 0, base + rng.normal(0, 0.005, 40)),
+        _paired_record("oracle_flow", 0, base + 0.15, role="oracle"),
+        _paired_record("source_image", 0, base - 0.2, role="floor"),
+    ])
+    write_leaderboards(tmp_path)
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    # the oracle's SSIM is the highest, but only methods are ranked: gfla is bold
+    assert _table_row(markdown, "gfla")[2].startswith("**")
+    oracle = _table_row(markdown, "oracle_flow (oracle)")
+    assert not oracle[2].startswith("**") and oracle[2] == f"{np.mean(base + 0.15):.4f}"
+    assert markdown.index("Oracle and floor rows") < markdown.index("**Paired difference to none")
+    gfla = _difference_row(markdown, "gfla")
+    assert gfla[2].endswith("\\*") and gfla[2].startswith("+0.02")
+    assert not _difference_row(markdown, "plain_flow")[2].endswith("\\*")
+    assert _difference_row(markdown, "oracle_flow (oracle)")[2] == "+0.1500 [+0.1500, +0.1500] \\*"
+    assert _difference_row(markdown, "source_image (floor)")[2] == "-0.2000 [-0.2000, -0.2000] \\*"
+    assert _difference_row(markdown, "gfla")[3].endswith("(no CI)")  # FID: set-level, no interval
+    assert "scipy.stats.bootstrap (BCa, 10000 resamples, seed 0) over the paired test images" in markdown
+    assert "is not a finding" in markdown and "FID has no spread at all" in markdown
+
+    frame = pd.read_csv(tmp_path / "leaderboard.csv")
+    paired = frame[(frame.block == "paired") & (frame.metric == "ssim")].set_index("method")
+    assert set(paired.index) == {"gfla", "plain_flow", "oracle_flow", "source_image"}
+    assert bool(paired.loc["gfla", "significant"]) and paired.loc["gfla", "resampled"] == "images"
+    assert paired.loc["gfla", "ci_low"] < paired.loc["gfla", "mean"] < paired.loc["gfla", "ci_high"]
+    assert paired.loc["oracle_flow", "image_count"] == 40 and (paired.baseline == "none").all()
+    assert set(frame.block) == {"reproduced", "oracle", "floor", "paired"}
+    latex = (tmp_path / "leaderboard.tex").read_text()
+    assert r"\textit{Oracle and floor rows" in latex and r"$\Delta$ SSIM" in latex
+    html = (tmp_path / "report.html").read_text()
+    assert '<table class="board paired">' in html and '<td class="num sig">+0.1500 [+0.1500, +0.1500] *</td>' in html
+
+
+def test_baseline_can_be_chosen():
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.5, 0.8, 30)
+    records = [_paired_record("none", 0, base)[0], _paired_record("gfla", 0, base)[0]]
+    table = build_tables(records, baseline="gfla")[0]
+    assert table.baseline == "gfla" and set(table.differences) == {"none"}
+    assert table.differences["none"]["fid"].difference.mean == pytest.approx(0.0)
+    absent = build_tables(records, baseline="affine_stn")[0]
+    assert absent.differences == {} and "'affine_stn' has no successful record" in absent.difference_notes()[0]
+
+
+def test_records_without_per_image_values_render_na(tmp_path):
+    write_records(tmp_path, [_scores("none", 0, 0.60, 0.30, 55.0), _scores("gfla", 0, 0.71, 0.20, 40.0)])
+    write_leaderboards(tmp_path)
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    row = _difference_row(markdown, "gfla")
+    assert row[2] == "n/a" and row[3] == "n/a" and row[4] == "-15.000 (no CI)"  # SSIM, LPIPS, FID
+    assert "n/a in SSIM, LPIPS of gfla: no per-image values recorded" in markdown
+    frame = pd.read_csv(tmp_path / "leaderboard.csv", keep_default_na=False)  # "n/a" stays text
+    ssim = frame[(frame.block == "paired") & (frame.metric == "ssim")].iloc[0]
+    assert ssim.status == "n/a" and ssim["mean"] == "" and "no per-image values" in ssim.notes
+
+
+def test_a_missing_per_image_file_is_na_naming_the_file(tmp_path):
+    base = np.linspace(0.5, 0.7, 10)
+    _write_paired(tmp_path, [_paired_record("none", 0, base), _paired_record("gfla", 0, base + 0.01)])
+    gfla = [r for r in RecordStore(tmp_path).read() if r["cell"]["method"] == "gfla"][0]
+    (tmp_path / gfla["per_image"]["file"]).unlink()
+    write_leaderboards(tmp_path)
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert _difference_row(markdown, "gfla")[2] == "n/a"
+    assert f"{gfla['per_image']['file']}: per-image file of record" in markdown
+
+
+def test_several_seeds_use_the_hierarchical_bootstrap(tmp_path):
+    rng = np.random.default_rng(6)
+    items = []
+    for seed, offset in enumerate((0.03, -0.02, 0.01)):
+        base = rng.uniform(0.5, 0.8, 25)
+        items += [_paired_record("none", seed, base), _paired_record("gfla", seed, base + offset)]
+    _write_paired(tmp_path, items)
+    table = build_tables(RecordStore(tmp_path).read(), results_dir=tmp_path)[0]
+    difference = table.differences["gfla"]["ssim"].difference
+    assert difference.seeds == (0, 1, 2) and difference.image_count == 25
+    assert difference.seed_differences == pytest.approx((0.03, -0.02, 0.01))
+    expected = hierarchical_bootstrap([np.full(25, d) for d in (0.03, -0.02, 0.01)])  # per seed: constant
+    interval = difference.interval
+    assert (interval.mean, interval.low, interval.high) == pytest.approx((expected.mean, expected.low, expected.high))
+    assert interval.low == pytest.approx(-0.02) and interval.high == pytest.approx(0.03)  # seed means only
+    assert not table.differences["gfla"]["ssim"].significant  # the seeds disagree
+    assert any("hierarchical percentile bootstrap" in note for note in table.difference_notes())
+
+
+def test_compare_two_methods_and_two_record_sets(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.5, 0.8, 30)
+    first, second = tmp_path / "a", tmp_path / "b"
+    _write_paired(first, [_paired_record("none", 0, base), _paired_record("gfla", 0, base + 0.05)])
+    _write_paired(second, [_paired_record("none", 0, base - 0.01), _paired_record("gfla", 0, base + 0.05)])
+    (methods,) = compare_methods(RecordStore(first).read(), first, "gfla", "none")
+    ssim = next(m for m in methods.metrics if m.metric == "ssim")
+    assert ssim.difference.interval.mean == pytest.approx(0.05) and ssim.a_mean - ssim.b_mean == pytest.approx(0.05)
+    sets = compare_record_sets(RecordStore(first).read(), first, RecordStore(second).read(), second)
+    by_method = {c.a_label.split()[0]: c for c in sets}
+    assert {m: next(x for x in c.metrics if x.metric == "ssim").difference.mean for m, c in by_method.items()} \
+        == pytest.approx({"gfla": 0.0, "none": 0.01})
+    assert main(["compare", "gfla", "none", "--results-dir", str(first)]) == 0
+    out = capsys.readouterr().out
+    assert "+0.0500 [+0.0500, +0.0500]" in out and "Resampled: one seed: scipy.stats.bootstrap" in out
+    assert main(["compare", "--results-dir", str(first), "--against", str(second), "none"]) == 0
+    assert "-0.0100" not in capsys.readouterr().out.replace("+0.0100", "")
+    assert main(["compare", "gfla", "--results-dir", str(first)]) == 2  # one method: an error

@@ -1,4 +1,5 @@
-"""Paired metrics scored image by image with a numpy library (scikit-image): mean and std over images."""
+"""Paired metrics scored image by image with a numpy library (scikit-image): mean and std over images,
+and the per-image scores themselves (for the leaderboard's paired differences)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class PairedImageMetric(Metric):
             value=float(scores.mean()),
             std=float(scores.std()),
             count=len(scores),
+            per_image=scores,
             protocol={
                 **self.protocol(ctx),
                 "aggregate": "mean over images; std = population std over images",

@@ -15,20 +15,17 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bench.leaderboard import (
-    STD_NOTE,
-    Row,
-    Table,
-    format_reported,
-    latest_per_cell,
-    metric_header,
-)
+from bench.leaderboard.metric_info import metric_header
+from bench.leaderboard.model import ROLE_BLOCK_TITLE, ROLES, STD_NOTE, Row, Table
+from bench.leaderboard.reading import latest_per_cell
+from bench.leaderboard.reported import format_reported
 from bench.visualize import flow_to_rgb
 
 MIME_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -75,6 +72,10 @@ details pre { background: var(--band); padding: 8px; overflow-x: auto; font-size
 .key span { max-width: 720px; }
 figure { display: inline-block; margin: 0 16px 8px 0; text-align: center; font-size: 12px; }
 figure img { width: 160px; image-rendering: pixelated; border: 1px solid var(--line); }
+td.sig { font-weight: 700; color: var(--accent); }
+tr.block th { text-align: left; font-style: italic; color: var(--muted); background: var(--band); }
+table.paired { margin-top: 14px; }
+ul.protocol { padding-left: 18px; max-width: 1100px; }
 """
 
 
@@ -105,21 +106,52 @@ def _marks(numbers: tuple[int, ...] | list[int]) -> str:
     return "".join(f"<sup>{n}</sup>" for n in numbers)
 
 
-# ---------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------
-def _board(table: Table) -> str:
-    head = "".join(f"<th>{_e(c.label)}</th>" for c in table.columns)
+def _rows(table: Table, rows: list[Row]) -> list[str]:
     body = []
-    for row in table.rows:
+    for row in rows:
         cells = []
         for column in table.columns:
             entry = row.entries[column.metric]
             kind = {"n/a": "na", "missing": "na", "failed": "failed"}.get(entry.status, "")
             classes = " ".join(filter(None, ["num", kind, "best" if entry.best else ""]))
             cells.append(f'<td class="{classes}">{_e(entry.text)}{_marks(entry.notes)}</td>')
-        method = f'<th scope="row">{_e(row.method)}{_marks(row.notes)}</th>'
+        method = f'<th scope="row">{_e(row.label)}{_marks(row.notes)}</th>'
         body.append(f'<tr>{method}<td class="num">{_e(row.seeds_text)}</td>{"".join(cells)}</tr>')
+    return body
+
+
+def _block_header(table: Table, title: str) -> str:
+    return f'<tr class="block"><th colspan="{len(table.columns) + 2}">{_e(title)}</th></tr>'
+
+
+def _differences(table: Table) -> str:
+    """The paired-difference table (methods, then oracle and floor rows) and its notes."""
+    notes = '<ul class="protocol">' + "".join(f"<li>{_e(n)}</li>" for n in table.difference_notes()) + "</ul>"
+    if not table.differences:
+        return notes
+    head = "".join(f"<th>{_e(c.difference_label)}</th>" for c in table.columns)
+    body, previous_role = [], "method"
+    for row, seeds, differences in table.difference_rows():
+        if row.role in ROLES and previous_role not in ROLES:
+            body.append(_block_header(table, ROLE_BLOCK_TITLE))
+        previous_role = row.role
+        cells = []
+        for column in table.columns:
+            entry = differences[column.metric]
+            kind = "sig" if entry.significant else "na" if entry.difference.mean is None else ""
+            cells.append(f'<td class="{" ".join(filter(None, ["num", kind]))}">{_e(entry.text)}</td>')
+        body.append(f'<tr><th scope="row">{_e(row.label)}</th><td class="num">{seeds}</td>{"".join(cells)}</tr>')
+    return (
+        f'<table class="board paired"><caption>{_e(table.difference_title())}</caption>'
+        f"<thead><tr><th>Method</th><th>n</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{notes}"
+    )
+
+
+def _board(table: Table) -> str:
+    head = "".join(f"<th>{_e(c.label)}</th>" for c in table.columns)
+    body = _rows(table, table.method_rows)
+    if table.role_rows:
+        body += [_block_header(table, ROLE_BLOCK_TITLE), *_rows(table, table.role_rows)]
     protocol = " · ".join(f"<b>{_e(label)}</b> {_e(value)}" for label, value in table.protocol_items())
     details = "".join(
         f"<li><b>{_e(metric)}</b>: " + _e(", ".join(f"{k}={' / '.join(v)}" for k, v in values.items())) + "</li>"
@@ -134,6 +166,7 @@ def _board(table: Table) -> str:
         f"<thead><tr><th>Method</th><th>n</th>{head}</tr></thead>",
         f"<tbody>{''.join(body)}</tbody></table>",
         f'<div class="protocol">{_e(STD_NOTE)}.</div>',
+        _differences(table),
         f'<div class="protocol"><b>Protocol</b> <code>{_e(table.protocol_key)}</code>: {protocol}</div>',
         details,
     ]
@@ -318,7 +351,37 @@ def _anchor(task: str) -> str:
     return "task-" + "".join(c if c.isalnum() else "-" for c in task)
 
 
-def render_report(results_dir: Path, tables: list[Table], records: list[dict]) -> str:
+def _table_heading(results_dir: Path, table: Table) -> str:
+    heading = (
+        f"<h3>{_e(table.dataset)} <span class='tag'>profile {_e(table.profile or '–')}</span>"
+        f"<span class='tag'>protocol {_e(table.protocol_key)}</span>"
+        + (f"<span class='tag'>training {_e(table.training_key)}</span>" if table.training_differences else "")
+        + "</h3>"
+    )
+    return "\n".join([heading, *(f"<p class='sub'>{_e(label)}: {_e(', '.join(items))}</p>"
+                                 for label, items in table.setup_notes())])
+
+
+TableSection = Callable[[Path, Table], str]
+TaskSection = Callable[[Path, str, list[Table], list[dict]], str]
+# What each table shows, in order (a section returns "" when it has nothing to show).
+TABLE_SECTIONS: tuple[TableSection, ...] = (
+    _table_heading,
+    lambda results_dir, table: _board(table),
+    lambda results_dir, table: _failures(table),
+    _samples,
+    _videos,
+)
+# Sections per task after its tables (results_dir, task, its tables, the records), e.g. figures.
+TASK_SECTIONS: tuple[TaskSection, ...] = ()
+
+
+def render_report(
+    results_dir: Path,
+    tables: list[Table],
+    records: list[dict],
+    task_sections: Sequence[TaskSection] = TASK_SECTIONS,
+) -> str:
     """The report as one HTML string (see the module docstring)."""
 
     results_dir = Path(results_dir)
@@ -341,14 +404,8 @@ def render_report(results_dir: Path, tables: list[Table], records: list[dict]) -
         kinds = ", ".join(sorted({t.task_kind for t in task_tables if t.task_kind}))
         body.append(f'<section id="{_anchor(task)}"><h2>{_e(task)} <span class="sub">{_e(kinds)}</span></h2>')
         for table in task_tables:
-            body.append(
-                f"<h3>{_e(table.dataset)} <span class='tag'>profile {_e(table.profile or '–')}</span>"
-                f"<span class='tag'>protocol {_e(table.protocol_key)}</span>"
-                + (f"<span class='tag'>training {_e(table.training_key)}</span>" if table.training_differences else "")
-                + "</h3>"
-            )
-            body += [f"<p class='sub'>{_e(label)}: {_e(', '.join(items))}</p>" for label, items in table.setup_notes()]
-            body += [_board(table), _failures(table), _samples(results_dir, table), _videos(results_dir, table)]
+            body += [section(results_dir, table) for section in TABLE_SECTIONS]
+        body += [section(results_dir, task, task_tables, records) for section in task_sections]
         body.append("</section>")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -28,12 +28,10 @@ from torch.utils.data import DataLoader, Subset
 
 from bench import distributed
 from bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from bench.config import TaskConfig
+from bench.config import VIDEO_KINDS, TaskConfig
 from bench.metrics.base import EvalContext, MetricResult
 from bench.records import PerImageValues
 from bench.registry import DATASETS
-
-VIDEO_KINDS = ("face_animation",)
 
 
 class CellFailure(Exception):
@@ -168,6 +166,7 @@ def execute_cell(
         "per_image": PerImageValues(
             {name: r.per_image for name, r in evaluation["metrics"].items() if r.per_image is not None},
             evaluation["image_names"],
+            evaluation["image_groups"],
         ),
         "timings": timings,
         "artifacts": evaluation["artifacts"],
@@ -325,5 +324,8 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
         "artifacts": artifacts,
         "num_generated": int(fake.shape[0]),
         "image_names": tuple(name for _, _, names in parts for name in names),
+        # the frames of one video are not independent: a bootstrap resamples whole videos
+        "image_groups": tuple(f"video {i}" for i, (_, _, names) in enumerate(parts) for _ in names)
+        if cfg.kind in VIDEO_KINDS else (),
         "reference_size": len(reference),
     }

@@ -24,6 +24,7 @@ PROFILES = ("smoke", "quick", "paper")
 # Structure encodings that are one code per image tiled over the map (spatially constant), not a
 # spatial map.  The networks take them as codes, as GFLA's ShapeNet networks do: an encoder that
 # starts with InstanceNorm would map every constant channel to its bias and erase the code.
+VIDEO_KINDS = ("face_animation",)  # task kinds whose samples are videos (two sources per frame)
 CODE_STRUCTURES = frozenset({"view_onehot"})
 
 

@@ -32,6 +32,7 @@ RECORDS_FILE = "records.jsonl"
 SCHEMA_VERSION = 1
 PER_IMAGE_DIR = "per_image"
 _NAMES_KEY = "image_names"
+_GROUPS_KEY = "image_groups"
 _VALUES_PREFIX = "values."
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: equal values give equal bytes, hence one file
 
@@ -71,17 +72,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 @dataclass(frozen=True)
 class PerImageValues:
-    """Per metric, one float64 value per evaluated image in evaluation order, and the images' names."""
+    """Per metric, one float64 value per evaluated image in evaluation order, the images' names and,
+    where images are not independent (the frames of one video), each image's group: the unit a
+    bootstrap resamples."""
 
     values: dict[str, np.ndarray]
     names: tuple[str, ...] = field(default=())
+    groups: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:  # any array-like (numpy, torch, list) -> 1-d float64
         object.__setattr__(self, "values", {k: np.asarray(v, dtype=np.float64).ravel() for k, v in self.values.items()})
         object.__setattr__(self, "names", tuple(str(name) for name in self.names))
+        object.__setattr__(self, "groups", tuple(str(group) for group in self.groups))
         lengths = {name: len(values) for name, values in self.values.items()}
         if self.names:
             lengths[_NAMES_KEY] = len(self.names)
+        if self.groups:
+            lengths[_GROUPS_KEY] = len(self.groups)
         if len(set(lengths.values())) > 1:
             raise ValueError(f"per-image values of unequal length: {lengths}")
 
@@ -95,6 +102,8 @@ def per_image_bytes(per_image: PerImageValues) -> bytes:
     arrays = {f"{_VALUES_PREFIX}{name}": np.asarray(v, dtype=np.float64) for name, v in per_image.values.items()}
     if per_image.names:
         arrays[_NAMES_KEY] = np.asarray(per_image.names, dtype=str)
+    if per_image.groups:
+        arrays[_GROUPS_KEY] = np.asarray(per_image.groups, dtype=str)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for key in sorted(arrays):
@@ -140,8 +149,9 @@ def read_per_image(results_dir: Path, record: dict[str, Any]) -> PerImageValues 
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise PerImageError(f"{path}: not a per-image .npz ({exc})") from exc
     names = tuple(str(n) for n in arrays.pop(_NAMES_KEY, ()))
+    groups = tuple(str(g) for g in arrays.pop(_GROUPS_KEY, ()))
     values = {key.removeprefix(_VALUES_PREFIX): v.astype(np.float64) for key, v in arrays.items()}
-    return PerImageValues(values, names)
+    return PerImageValues(values, names, groups)
 
 
 def parse_records(

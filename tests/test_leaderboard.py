@@ -521,3 +521,29 @@ def test_compare_two_methods_and_two_record_sets(tmp_path, capsys):
     assert main(["compare", "--results-dir", str(first), "--against", str(second), "none"]) == 0
     assert "-0.0100" not in capsys.readouterr().out.replace("+0.0100", "")
     assert main(["compare", "gfla", "--results-dir", str(first)]) == 2  # one method: an error
+
+
+def test_video_frames_are_resampled_as_whole_videos(tmp_path):
+    """Frames of one video are correlated: the interval resamples the videos' mean differences, so
+    it equals the image bootstrap over those means, and is wider than a per-frame bootstrap."""
+    rng = np.random.default_rng(6)
+    videos, frames = 6, 25
+    per_video = rng.normal(0.01, 0.02, videos)  # each video's own shift: the frames share it
+    delta = np.repeat(per_video, frames) + rng.normal(0.0, 0.001, videos * frames)
+    base = rng.uniform(0.5, 0.8, videos * frames)
+    groups = tuple(f"video {v}" for v in range(videos) for _ in range(frames))
+    names = tuple(f"v{v}_{t:02d}" for v in range(videos) for t in range(frames))
+    items = []
+    for method, values in (("none", base), ("gfla", base + delta)):
+        made = record(method, 0, {"ssim": metric(float(values.mean()), count=len(values))},
+                      task="face_synthetic", dataset="synthetic_faces")
+        made["cell"]["task_kind"] = made["config"]["kind"] = "face_animation"
+        items.append((made, PerImageValues({"ssim": values}, names, groups)))
+    _write_paired(tmp_path, items)
+    table = build_tables([made for made, _ in items], results_dir=tmp_path)[0]
+    interval = table.differences["gfla"]["ssim"].difference.interval
+    stored = (base + delta) - base  # the difference as the table computes it, to the last bit
+    assert interval == image_bootstrap(stored.reshape(videos, frames).mean(axis=1))
+    per_frame = image_bootstrap(stored)
+    assert interval.high - interval.low > 3 * (per_frame.high - per_frame.low)
+    assert "the unit resampled is the test video" in " ".join(table.difference_notes())

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.config import VIDEO_KINDS
 from bench.leaderboard.metric_info import (
     higher_is_better,
     is_distribution_metric,
@@ -184,7 +185,7 @@ class Table:
         notes = [
             f"Δ per test image between cells of the same seed (same images, same training batches and backbone "
             f"weights); {SIGNIFICANT_MARK} = the 95% interval excludes 0."
-            + (f" Resampled: {resampling_text(seed_counts)}." if seed_counts else ""),
+            + (f" Resampled: {resampling_text(seed_counts, self.task_kind in VIDEO_KINDS)}." if seed_counts else ""),
             SPREAD_CAVEAT,
         ]
         distribution = [c for c in self.columns if is_distribution_metric(c.metric)]

@@ -8,6 +8,10 @@ The mean difference gets a 95% interval from a seeded bootstrap:
 * several seeds: a two-level (hierarchical) percentile bootstrap: draw the seeds with replacement,
   then, independently for each drawn seed, its test images with replacement.
 
+Where the per-image values carry groups (the frames of one test video are correlated, so a video is
+the independent unit), the differences are first averaged per group and the groups are resampled
+in place of the images.
+
 Neither resamples the training run itself with one seed; the table notes say so.  Distribution
 metrics (FID, KID) have one value per set: their difference gets no interval.
 """
@@ -113,8 +117,8 @@ def paired_interval(per_seed: Sequence[np.ndarray]) -> Interval:
     return image_bootstrap(per_seed[0]) if len(per_seed) == 1 else hierarchical_bootstrap(per_seed)
 
 
-def resampling_text(seed_counts: set[int]) -> str:
-    """What the intervals of a table resampled, for its note."""
+def resampling_text(seed_counts: set[int], video: bool = False) -> str:
+    """What the intervals of a table resampled, for its note (``video``: the units are whole test videos)."""
     parts = []
     if 1 in seed_counts:
         parts.append(
@@ -126,7 +130,11 @@ def resampling_text(seed_counts: set[int]) -> str:
             f"several seeds: hierarchical percentile bootstrap ({RESAMPLES} resamples, seed {BOOTSTRAP_SEED}): "
             "seeds drawn with replacement, then the paired test images within each drawn seed"
         )
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    if video:
+        text += (" (on this video task the unit resampled is the test video: its frames are correlated, so each "
+                 "video's per-frame differences are averaged first)")
+    return text
 
 
 class PerImageReader:
@@ -205,8 +213,12 @@ def image_difference(
         if len(values[0]) != len(values[1]) or (all(names) and names[0] != names[1]):
             reasons.append(f"seed {seed}: the two cells were evaluated on different images")
             continue
+        groups = [reader.get(r).groups for r, reader in ((a, reader_a), (b, reader_b))]
+        if groups[0] != groups[1]:
+            reasons.append(f"seed {seed}: the two cells grouped their images differently")
+            continue
         seeds.append(seed)
-        per_seed.append(values[0] - values[1])
+        per_seed.append(group_means(values[0] - values[1], groups[0]))
     if not per_seed:
         return Difference(reason=reasons[0] if reasons else f"no per-image {metric} values")
     counts = {len(values) for values in per_seed}
@@ -218,6 +230,16 @@ def image_difference(
         seed_differences=tuple(float(values.mean()) for values in per_seed),
         image_count=counts.pop(),
     )
+
+
+def group_means(differences: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """The mean difference per group, in order of first appearance; the differences as they are
+    when there are no groups (every image its own unit)."""
+    if not groups:
+        return differences
+    _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    means = np.bincount(inverse, weights=differences) / np.bincount(inverse)
+    return means[np.argsort(first)]
 
 
 def metric_difference(

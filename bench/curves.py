@@ -176,7 +176,7 @@ class LearningCurve:
                 "metrics": {name: [point["metrics"].get(name) for point in points] for name in metric_names},
                 "losses": {name: [point["losses"].get(name) for point in points] for name in loss_names},
             }
-        unit = f"first {CLIP_FRAMES} frames of test videos" if self.video else "test pairs"
+        unit = f"test videos (their first {CLIP_FRAMES} frames)" if self.video else "test pairs"
         return {
             "every": self.every,
             "subset": {"split": "test", "unit": unit, "indices": list(self.indices)},

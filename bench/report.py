@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.curve_plots import learning_curves_html
 from bench.leaderboard import (
     STD_NOTE,
     Row,
@@ -349,6 +350,7 @@ def render_report(results_dir: Path, tables: list[Table], records: list[dict]) -
             )
             body += [f"<p class='sub'>{_e(label)}: {_e(', '.join(items))}</p>" for label, items in table.setup_notes()]
             body += [_board(table), _failures(table), _samples(results_dir, table), _videos(results_dir, table)]
+        body.append(learning_curves_html([record for record in latest if record["cell"]["task"] == task]))
         body.append("</section>")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 
 import pytest
 import torch
 
 from bench.checkpoint import load_checkpoint
 from bench.cli import main
+from bench.curve_plots import learning_curves_html, method_lines
 from bench.curves import CURVE_METRICS, LearningCurve, curve_indices
+from bench.leaderboard import write_leaderboards
 from bench.runner import Cell
 from bench.training import Trainer
 from cli_runs import bench_args, records
@@ -133,7 +137,7 @@ def test_face_animation_curve_animates_short_clips_without_changing_training():
     assert curved_log == collect(plain)
     assert all(torch.equal(a, b) for a, b in zip(weights(plain), weights(curved), strict=True))
     curves = curved.curve.to_record()
-    assert len(curves["subset"]["indices"]) == 2 and curves["subset"]["unit"] == "first 8 frames of test videos"
+    assert len(curves["subset"]["indices"]) == 2 and curves["subset"]["unit"] == "test videos (their first 8 frames)"
     assert curves["stages"]["2"]["step"] == [1, 2]
     clip = next(curved.curve.batches())
     assert clip["frames"].shape[0] == clip["structures"].shape[0] == 8 and clip["target_image"] is clip["frames"]
@@ -184,3 +188,36 @@ def test_a_smoke_cell_with_and_without_curves_ends_with_bit_identical_weights(tm
     for part in ("generator", "discriminator"):
         assert state_off[part].keys() == state_on[part].keys()
         assert all(torch.equal(state_off[part][k], state_on[part][k]) for k in state_off[part])
+    write_leaderboards(bases[1] / "results")
+    report = (bases[1] / "results" / "report.html").read_text()
+    assert "Learning curves" in report and "alt='learning curves, profile smoke'" in report
+
+
+def curve_record(method: str, seed: int, stage2: list[float], stage1: list[float] | None = None) -> dict:
+    stages = {"2": {"step": [2, 4][: len(stage2)], "metrics": {"ssim": stage2}, "losses": {}}}
+    if stage1 is not None:
+        stages["1"] = {"step": [3], "metrics": {"ssim": stage1}, "losses": {}}
+    return {"status": "ok", "cell": {"task": "t", "method": method, "seed": seed, "profile": "quick"},
+            "config": {"train": {"stage1_steps": 3}},
+            "curves": {"every": 2, "subset": {"split": "test", "unit": "test pairs", "indices": [0, 1]},
+                       "stages": stages}}
+
+
+def test_a_method_line_is_the_mean_over_seeds_with_stage_two_after_the_stage_one_steps():
+    records = [curve_record("gfla", 0, [0.2, 0.4], stage1=[0.1]), curve_record("gfla", 1, [0.4, 0.6], stage1=[0.3]),
+               curve_record("none", 0, [0.5, 0.5])]
+    lines = method_lines(records, "ssim")
+    assert lines["gfla"] == ([3, 5, 7], [pytest.approx(0.2), pytest.approx(0.3), pytest.approx(0.5)], 2)
+    assert lines["none"] == ([5, 7], [0.5, 0.5], 1)
+
+
+def test_curve_fragment_embeds_a_png_byte_identically_and_skips_records_without_curves():
+    records = [curve_record("gfla", 0, [0.2, 0.4], stage1=[0.1]), curve_record("none", 0, [0.5, 0.5])]
+    older = {"status": "ok", "cell": {"task": "t", "method": "x", "seed": 0, "profile": "quick"}, "config": {}}
+    failed = {**curve_record("y", 0, [0.1, 0.1]), "status": "failed"}
+    fragment = learning_curves_html([*records, older, failed])
+    assert fragment == learning_curves_html(records)  # the older and the failed record add nothing
+    [payload] = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", fragment)
+    assert base64.b64decode(payload).startswith(b"\x89PNG")
+    assert "2 test pairs" in fragment
+    assert learning_curves_html([older, failed]) == ""

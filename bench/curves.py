@@ -8,8 +8,9 @@ split, and the test split is the data the model never trains on), seeded by the 
 so every method of a (task, seed) sees the same images.  Curves are only observed: nothing selects
 a checkpoint or stops training by them.
 
-Pair tasks score ``curve_images`` pairs; video tasks animate the first :data:`CLIP_FRAMES` frames
-of ``ceil(curve_images / CLIP_FRAMES)`` test videos (previous = the generated frame, as in the test).
+Pair tasks score ``curve_images`` pairs (generated ``eval.batch_size`` at a time); video tasks
+animate the first :data:`CLIP_FRAMES` frames of ``ceil(curve_images / CLIP_FRAMES)`` test videos
+(previous = the generated frame, as in the test).
 
 A point must not change the training trajectory: it runs under inference mode with the generator
 in eval mode (its training mode restored by the trainer) and with every RNG state (torch CPU and
@@ -37,7 +38,6 @@ from bench.metrics.ssim import SSIM
 from bench.visualize import image_to_uint8
 
 CLIP_FRAMES = 8  # frames of each test video a video-task curve animates
-CURVE_BATCH = 16  # pairs generated at once
 
 # (generated images in [-1, 1] (N, 3, H, W) on the CPU, the batch they were generated from, the
 # warper's plan on the CPU) -> (N,) one value per image.  A pair batch is the collated samples
@@ -112,10 +112,10 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
 class LearningCurve:
     """Records the curve points of one training run; see the module docstring."""
 
-    def __init__(self, test_set: Dataset, video: bool, every: int, images: int, seed: int,
+    def __init__(self, test_set: Dataset, video: bool, every: int, images: int, seed: int, batch_size: int = 16,
                  metrics: dict[str, CurveMetric] | None = None) -> None:
         check_schedule(every, images)
-        self.test_set, self.video, self.every = test_set, video, every
+        self.test_set, self.video, self.every, self.batch_size = test_set, video, every, max(1, batch_size)
         self.metrics = dict(CURVE_METRICS if metrics is None else metrics)
         count = math.ceil(images / CLIP_FRAMES) if video else images
         self.indices = curve_indices(len(test_set), count, seed)  # type: ignore[arg-type]
@@ -144,13 +144,13 @@ class LearningCurve:
         self._sums, self._counts = {}, {}
 
     def batches(self) -> Iterator[dict[str, Any]]:
-        """The subset as generator inputs: pair batches of up to CURVE_BATCH, or one clip per video."""
+        """The subset as generator inputs: pair batches of up to ``batch_size``, or one clip per video."""
         if self.video:
             for index in self.indices:
                 yield _clip(self.test_set[index], CLIP_FRAMES)
             return
-        for start in range(0, len(self.indices), CURVE_BATCH):
-            yield default_collate([self.test_set[i] for i in self.indices[start : start + CURVE_BATCH]])
+        for start in range(0, len(self.indices), self.batch_size):
+            yield default_collate([self.test_set[i] for i in self.indices[start : start + self.batch_size]])
 
     def score(self, generate: GenerateFn) -> dict[str, float]:
         """Every curve metric's mean over the subset's images."""

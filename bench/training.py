@@ -198,7 +198,8 @@ class Trainer:
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None  # video: detached carry
         self.curve: LearningCurve | None = None
         if curve_set is not None and train.eval_every > 0 and distributed.is_main():
-            self.curve = LearningCurve(curve_set, self.video, train.eval_every, train.curve_images, seed)
+            self.curve = LearningCurve(curve_set, self.video, train.eval_every, train.curve_images, seed,
+                                       batch_size=cfg.eval.batch_size)
 
     def _build_video_discriminator(self) -> ResDiscriminator | None:
         """The face-animation video D (when ``video_gan`` has a weight); checks the window fits a chunk."""

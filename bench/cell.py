@@ -134,8 +134,10 @@ def execute_cell(
     tick = time.perf_counter()
     with phase("train", ("train.batch_size", cfg.train.batch_size)):
         trainer, resumed_from = train(cfg, method, seed, train_set, device, cell_dir, progress,
-                                      force=options.force)
+                                      force=options.force, curve_set=test_set)
     timings["train_s"] = round(time.perf_counter() - tick, 3)
+    if trainer.curve is not None:
+        timings["curve_s"] = round(trainer.curve.seconds, 3)  # part of train_s, this process only
 
     tick = time.perf_counter()
     with phase("eval", ("eval.batch_size", cfg.eval.batch_size)):
@@ -171,15 +173,18 @@ def execute_cell(
         "timings": timings,
         "artifacts": evaluation["artifacts"],
         "training": {"resumed_from": resumed_from},
+        "curves": None if trainer.curve is None else trainer.curve.to_record(),
     }
 
 
 # ---------------------------------------------------------------------------------------------
 # Training with checkpoints
 # ---------------------------------------------------------------------------------------------
-def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: Path, progress, force: bool = False):
+def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: Path, progress, force: bool = False,
+          curve_set=None):
     """Build the trainer, resume from the cell's checkpoint if there is one, train to the end.
 
+    ``curve_set`` (the test split) feeds the learning curve (:mod:`bench.curves`).
     Returns the trainer and where it resumed (``{"stage", "step"}`` of the checkpoint, or None).
     """
     from bench.training import Trainer
@@ -189,7 +194,7 @@ def train(cfg: TaskConfig, method: str, seed: int, train_set, device, cell_dir: 
     structure_channels = sample[structure_key].shape[-3]
     num_sources = 2 if cfg.kind in VIDEO_KINDS else 1
     trainer = Trainer(cfg, method, train_set, device, seed, num_sources=num_sources,
-                      structure_channels=structure_channels)
+                      structure_channels=structure_channels, curve_set=curve_set)
     checkpoint_path = cell_dir / "checkpoint.pt"
     if force and distributed.is_main():  # --force retrains from scratch
         checkpoint_path.unlink(missing_ok=True)

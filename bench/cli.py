@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,58 @@ from bench.registry import DATASETS, EXECUTORS, METRICS, TASKS, WARPERS, Registr
 
 COMMANDS = ("run", "list", "leaderboard", "compare", "weights", "check-data")
 HEADLINE_METRICS = ("ssim", "lpips", "fid", "kid", "l1", "psnr")
+# Columns of a console that writes to a log (a file, a pipe, CI, a SLURM output): wide enough that no
+# table is cut and no line wrapped, so every number and file name stays whole on one line for grep
+LOG_WIDTH = 1000
+LOG_PROGRESS_PERCENT = 25  # in a log, a progress line at the start, every 25% and the end of a phase
 console = Console()
+Update = Callable[[str, int, int], None]  # (label, done, total)
+
+
+def fit_console_to_output(target: Console) -> None:
+    """On a terminal, rich's defaults (its width, wrapping); otherwise a wide console that never
+    truncates a table cell nor wraps a message (rich would cut both at 80 columns)."""
+    log = not target.is_terminal
+    target.width = LOG_WIDTH if log else None
+    target.soft_wrap = log
+
+
+class LogProgress:
+    """Progress as occasional plain lines, for a log: when a phase starts, each time it passes another
+    LOG_PROGRESS_PERCENT of its total, and when it ends (a live bar would write a line per refresh)."""
+
+    def __init__(self, target: Console) -> None:
+        self.console = target
+        self._shown: dict[str, int] = {}  # label -> last percentage milestone printed
+        self._started: dict[str, float] = {}
+
+    def update(self, label: str, done: int, total: int) -> None:
+        percent = 100 if done >= total else 100 * done // max(total, 1)
+        milestone = percent - percent % LOG_PROGRESS_PERCENT
+        if label in self._shown and milestone <= self._shown[label]:
+            return
+        self._started.setdefault(label, time.perf_counter())
+        self._shown[label] = milestone
+        elapsed = time.perf_counter() - self._started[label]
+        self.console.print(f"{label}: {done}/{total} ({percent}%, {elapsed:.0f} s)", markup=False, highlight=False)
+
+
+@contextmanager
+def progress_display(target: Console) -> Iterator[Update]:
+    """A live rich progress bar on a terminal, :class:`LogProgress` lines otherwise; yields its update."""
+    if not target.is_terminal:
+        yield LogProgress(target).update
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=target, transient=False) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        yield update
 
 
 def _csv(text: str) -> list[str]:
@@ -97,19 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_factory(progress: Progress):
-    """One progress callback per cell: (description, done, total) -> a rich task per description."""
+def _progress_factory(update: Update):
+    """One progress callback per cell: (description, done, total) -> ``update`` of the cell's label."""
 
     def factory(cell: Any):
-        tasks: dict[str, int] = {}
-
-        def update(description: str, done: int, total: int) -> None:
-            label = f"{cell.label()} {description}"
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
-
-        return update
+        return lambda description, done, total: update(f"{cell.label()} {description}", done, total)
 
     return factory
 
@@ -167,9 +213,8 @@ def command_run(args: argparse.Namespace) -> int:
                   f"{len(todo)} to run with the {args.executor!r} executor")
     resources = dict(item.split("=", 1) for item in args.resource)
     executor = EXECUTORS.get(args.executor)(jobs=args.jobs, resources=resources)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        records = executor.run(todo, options, _progress_factory(progress))
+    with progress_display(console) as update:
+        records = executor.run(todo, options, _progress_factory(update))
     if records:
         console.print(_summary(records))
     if not args.no_leaderboard and distributed.is_main():
@@ -304,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
+    fit_console_to_output(console)
     try:
         for plugin in getattr(args, "plugin", []):
             load_plugin(plugin)

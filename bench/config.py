@@ -103,6 +103,10 @@ class TrainConfig:
         }
     )
     checkpoint_every: int = 500
+    # Learning curve (bench.curves): every eval_every steps of each stage (0: none), the cheap paired
+    # metrics of a fixed subset of curve_images test images (pairs, or frames of test videos)
+    eval_every: int = 500
+    curve_images: int = 32
     clip_length: int = 30  # face animation: frames per training clip
     chunk_length: int = 6  # face animation: frames per optimiser step (detached across chunks)
     video_gan_frames: int = 3  # face animation: frames the video D sees (as their consecutive differences)

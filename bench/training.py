@@ -25,6 +25,10 @@ Batches come in a seeded order that depends only on (seed, epoch), so a resumed 
 exactly the batches and random numbers of an uninterrupted one (bit-identical on CPU; with
 ``num_workers > 0`` as long as the dataset's randomness does not depend on worker RNG streams).
 
+Learning curve: given a ``curve_set`` (the test split) and ``train.eval_every`` > 0, the trainer
+records a :class:`bench.curves.LearningCurve` (rank 0 only) after the steps where a point is due,
+without touching the training trajectory; its state is part of :meth:`Trainer.state_dict`.
+
 Under torchrun each rank trains on its shard of every global batch, gradients are averaged over the
 ranks before every optimiser step, and the NaN/Inf check agrees across ranks (``bench.distributed``).
 """
@@ -42,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench import distributed, losses
 from bench.config import TaskConfig
+from bench.curves import LearningCurve, check_schedule
 from bench.models.discriminator import ResDiscriminator
 from bench.models.generator import Generator, build_generator
 from bench.models.vgg import VGG19Features
@@ -128,6 +133,7 @@ class Trainer:
         seed: int,
         num_sources: int = 1,
         structure_channels: int | None = None,
+        curve_set: Dataset | None = None,
     ) -> None:
         self.cfg = cfg
         self.warper_name = warper_name
@@ -180,6 +186,7 @@ class Trainer:
         # Base lrs from the config, not from optimiser state (checkpoints of any age resume alike).
         self._base_lr = {name: optimizer.param_groups[0]["lr"] for name, optimizer in self.optimizers.items()}
         lr_factor(0, 1, train.lr_decay)  # a bad fraction fails here, not after stage 1
+        check_schedule(train.eval_every, train.curve_images)
 
         self.stage = 1 if self.two_stage else 2
         self.step = 0
@@ -189,6 +196,10 @@ class Trainer:
         self._clip: dict[str, torch.Tensor] | None = None  # video: clip batch in progress
         self._chunk_start = 0
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None  # video: detached carry
+        self.curve: LearningCurve | None = None
+        if curve_set is not None and train.eval_every > 0 and distributed.is_main():
+            self.curve = LearningCurve(curve_set, self.video, train.eval_every, train.curve_images, seed,
+                                       batch_size=cfg.eval.batch_size)
 
     def _build_video_discriminator(self) -> ResDiscriminator | None:
         """The face-animation video D (when ``video_gan`` has a weight); checks the window fits a chunk."""
@@ -230,6 +241,9 @@ class Trainer:
             values = self._video_step() if self.video else self._pair_step()
             self.step += 1
             done += 1
+            if self.curve is not None:
+                stage_steps = self.cfg.train.stage1_steps if self.stage == 1 else self.cfg.train.stage2_steps
+                self.curve.observe(self.stage, self.step, stage_steps, values, self._generate_for_curve, self.device)
             if on_step is not None:
                 on_step(self.stage, self.step, values)
 
@@ -507,6 +521,12 @@ class Trainer:
             fake, plan = self.generator(self._pair_inputs(self._to_device(batch)))
         return fake.float().cpu(), _to_cpu(plan)
 
+    def _generate_for_curve(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Generated images and plan of a curve batch (bench.curves): a pair batch or one clip."""
+        if self.video:
+            return self.generate_video(batch["frames"], batch["structures"])
+        return self.generate_with_plan(batch)
+
     def generate_video(self, frames: torch.Tensor, structures: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """Animate a whole video (T, 3, H, W) + (T, S, H, W): reference = frame 0, previous = the
         previously generated frame (the reference for frame 0); returns (T, 3, H, W) in [-1, 1] and
@@ -556,6 +576,7 @@ class Trainer:
                 "python": random.getstate(),
             },
             "vgg": self.vgg.describe(),
+            "curve": None if self.curve is None else self.curve.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -585,6 +606,8 @@ class Trainer:
             self._chunk_start = data["clip"]["chunk_start"]
             if data["clip"]["previous"] is not None:
                 self._previous = tuple(t.to(self.device) for t in data["clip"]["previous"])
+        if self.curve is not None and state.get("curve") is not None:  # older checkpoints have none
+            self.curve.load_state_dict(state["curve"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():

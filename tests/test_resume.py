@@ -74,6 +74,8 @@ def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path: 
     assert resumed["stage"] == 2 and state["step"] <= resumed["step"] < STEPS
     assert reference["training"]["resumed_from"] is None
     assert metric_values(record) == metric_values(reference)  # exactly
+    assert reference["curves"]["stages"]["2"]["step"][-1] == STEPS
+    assert record["curves"] == reference["curves"]  # points before the kill came back from the checkpoint
 
 
 @pytest.mark.slow
@@ -133,3 +135,4 @@ def test_resumed_checkpoint_of_a_finished_cell_skips_training(tmp_path: Path, un
     [record], [reference] = records(tmp_path), records(uninterrupted)
     assert record["training"]["resumed_from"] == {"stage": 2, "step": STEPS}
     assert metric_values(record) == metric_values(reference)
+    assert record["curves"] == reference["curves"]

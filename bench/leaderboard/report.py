@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.leaderboard.curve_plots import learning_curves_html
 from bench.leaderboard.metric_info import metric_header
 from bench.leaderboard.model import ROLE_BLOCK_TITLE, ROLES, STD_NOTE, Row, Table
 from bench.leaderboard.reading import latest_per_cell
@@ -372,8 +373,14 @@ TABLE_SECTIONS: tuple[TableSection, ...] = (
     _samples,
     _videos,
 )
+
+
+def _learning_curves(results_dir: Path, task: str, tables: list[Table], records: list[dict]) -> str:
+    return learning_curves_html([r for r in latest_per_cell(records) if r["cell"]["task"] == task])
+
+
 # Sections per task after its tables (results_dir, task, its tables, the records), e.g. figures.
-TASK_SECTIONS: tuple[TaskSection, ...] = ()
+TASK_SECTIONS: tuple[TaskSection, ...] = (_learning_curves,)
 
 
 def render_report(

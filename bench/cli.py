@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="executor resource option, e.g. --resource slurm_partition=gpu; repeatable")
     run.add_argument("--device", default=None, help="override train.device (cpu, cuda, auto)")
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the tables after the run")
+    run.add_argument("--no-floors", action="store_true",
+                     help="leave out the floor rows (untrained outputs, computed once per task and protocol)")
 
     lst = sub.add_parser("list", help="list tasks, datasets, methods, metrics, executors and profiles")
     lst.add_argument("what", nargs="?", default="all",
@@ -124,7 +126,7 @@ def _summary(records: list[dict]) -> Table:
 def command_run(args: argparse.Namespace) -> int:
     from bench import distributed
     from bench.records import RecordStore
-    from bench.runner import RunOptions, expand_cells
+    from bench.runner import RunOptions, expand_cells, expand_floors
     from bench.taskspec import select_tasks
 
     if distributed.world_size() > 1 and (args.executor != "local" or args.jobs != 1):
@@ -140,6 +142,8 @@ def command_run(args: argparse.Namespace) -> int:
         if name not in WARPERS:  # unknown names fail at once; a broken plugin fails only its own cells
             WARPERS.get(name)
     cells = expand_cells(tasks, args.methods, args.seeds, args.profile, args.overrides)
+    if not args.no_floors:
+        cells += expand_floors(tasks, args.profile, args.overrides)
     options = RunOptions(results_dir=args.results_dir, work_dir=args.work_dir, data_root=args.data_root,
                          weights_dir=args.weights_dir, force=args.force, device=args.device,
                          plugins=list(args.plugin))

@@ -149,8 +149,13 @@ class TransportMetric(Metric):
 
     def compute(self, fake: torch.Tensor, real: torch.Tensor | None, ctx: EvalContext) -> MetricResult:
         stats: TransportStats | None = ctx.transport
-        reason = NO_GROUND_TRUTH if stats is None or NO_GROUND_TRUTH in stats.lacks or not stats.images else None
-        reason = reason or (self.needs if self.needs in stats.lacks else None)
+        reason = None
+        if stats is None or NO_GROUND_TRUTH in stats.lacks:
+            reason = NO_GROUND_TRUTH
+        elif self.needs in stats.lacks:
+            reason = self.needs
+        elif not stats.images:
+            reason = NO_GROUND_TRUTH  # nothing was scored
         if reason is not None:
             return MetricResult(value=None, unavailable=reason, protocol=self.protocol(stats))
         per_scale = np.array([getattr(image, self.field) for image in stats.images], dtype=np.float64)

@@ -1,0 +1,120 @@
+"""The oracle_flow warper, the floor rows and the transport metrics end to end, on data whose ground
+truth is an exact whole-pixel shift (tests/shifted_data.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.cell import to_uint8
+from bench.cli import main
+from bench.floors import floor_outputs
+from bench.metrics.transport import NO_FLOW, NO_GROUND_TRUTH, TransportStats
+from bench.records import RecordStore
+from bench.registry import DATASETS, WARPERS
+from bench.taskspec import load_task
+from bench.training import Trainer
+from bench.warp import TransportTruth
+from shifted_data import ShiftedPairs
+
+
+def pair_config(dataset: str = "shifted_pairs"):
+    return load_task("pose_synthetic", "smoke", [f"dataset.name={dataset}"])
+
+
+def test_oracle_is_registered_as_an_oracle():
+    assert WARPERS.get("oracle_flow").role == "oracle"
+    assert WARPERS.get("gfla").role == "method"
+
+
+def test_oracle_fails_clearly_without_ground_truth():
+    cfg = pair_config("unmatched_pairs")
+    trainer = Trainer(cfg, "oracle_flow", DATASETS.get("unmatched_pairs").train_set(None, cfg, 0), "cpu", 0)
+    with pytest.raises(ValueError, match="oracle_flow warps by the ground-truth flow.*lack 'flow_gt'"):
+        trainer.run(max_steps=1)
+
+
+def test_oracle_on_video_plans_the_ground_truth_of_both_sources():
+    cfg = load_task("face_synthetic", "smoke", ["dataset.name=shifted_faces"])
+    spec = DATASETS.get("shifted_faces")
+    trainer = Trainer(cfg, "oracle_flow", spec.train_set(None, cfg, 0), "cpu", 0)
+    trainer.run(max_steps=1)  # one chunk of the recurrent video training, with the clip's ground truth
+    video = spec.test_set(None, cfg)[0]
+    stats = TransportStats()
+    truth = {key: video[key] for key in ("flows_gt", "visibility_gt")}
+    trainer.generate_video(video["frames"], video["structures"], truth,
+                           on_plan=lambda t, plan: stats.add(plan, TransportTruth.of_frame(video, t), 1))
+    assert len(stats.images) == len(video["frames"]) and stats.num_sources == 2
+    assert all(image.epe_per_source == pytest.approx([0.0, 0.0], abs=1e-5) for image in stats.images)
+
+
+def joined(parts):
+    """A cell's (fake, real, names) parts as one batch."""
+    return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), [n for p in parts for n in p[2]])
+
+
+def test_image_space_oracle_reproduces_the_target_on_visible_pixels():
+    cfg = pair_config()
+    test_set = ShiftedPairs(6, tuple(cfg.dataset.resolution), 100)
+    warped, target, names = joined(floor_outputs(cfg, "floor:gt_warp", test_set))
+    visible = torch.stack([test_set[i]["visibility_gt"] for i in range(len(test_set))]).bool().expand_as(target)
+    assert torch.equal(warped[visible], target[visible]) and names == [f"pair{100 + i}" for i in range(6)]
+    sources = torch.stack([test_set[i]["source_image"] for i in range(len(test_set))])
+    mean = to_uint8(sources.mean(dim=(2, 3), keepdim=True).expand_as(sources))
+    assert (~visible).any() and torch.equal(warped[~visible], mean[~visible])
+    flat, _, _ = joined(floor_outputs(cfg, "floor:mean_colour", test_set))
+    assert torch.equal(flat, mean)
+
+
+def _run(tmp_path, dataset: str, methods: str, *extra: str) -> list[dict]:
+    assert main(["run", "--profile", "smoke", "--tasks", "pose_synthetic", "--methods", methods,
+                 "--set", f"dataset.name={dataset}", "--results-dir", str(tmp_path / "results"),
+                 "--work-dir", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"), *extra]) == 0
+    return RecordStore(tmp_path / "results").read()
+
+
+@pytest.mark.slow
+def test_run_scores_transport_records_the_oracle_and_caches_the_floors(tmp_path):
+    records = _run(tmp_path, "shifted_pairs", "oracle_flow,plain_flow")
+    by_method = {record["cell"]["method"]: record for record in records}
+    assert set(by_method) == {"oracle_flow", "plain_flow", "floor:source", "floor:mean_colour", "floor:gt_warp"}
+    assert all(record["status"] == "ok" for record in records), [r["error"] for r in records]
+
+    oracle, learned = by_method["oracle_flow"], by_method["plain_flow"]
+    assert oracle["role"] == "oracle" and "role" not in learned
+    assert oracle["metrics"]["epe"]["value"] == pytest.approx(0.0, abs=1e-5)  # its flows are the ground truth
+    assert oracle["metrics"]["epe"]["breakdown"]["per_scale"] == pytest.approx([0.0, 0.0], abs=1e-5)
+    assert oracle["metrics"]["occlusion"]["value"] > 0.9
+    assert learned["metrics"]["epe"]["value"] > 0.1 and learned["metrics"]["epe"]["count"] == 4
+    assert 0 <= learned["metrics"]["occlusion"]["value"] <= 1
+
+    floors = [record for record in records if record.get("role") == "floor"]
+    assert len(floors) == 3
+    for floor in floors:
+        assert floor["protocol"] == learned["protocol"]  # the same table
+        assert floor["metrics"]["epe"]["unavailable"] == NO_FLOW
+        assert floor["metrics"]["ssim"]["count"] == learned["metrics"]["ssim"]["count"]
+    # the image-space oracle beats the untransported source
+    assert by_method["floor:gt_warp"]["metrics"]["l1"]["value"] < by_method["floor:source"]["metrics"]["l1"]["value"]
+
+    # cached: a rerun (another training setup too) records nothing new; --force recomputes them
+    assert len(_run(tmp_path, "shifted_pairs", "oracle_flow,plain_flow")) == len(records)
+    again = _run(tmp_path, "shifted_pairs", "none", "--set", "train.stage2_steps=1")
+    assert [r["cell"]["method"] for r in again[len(records):]] == ["none"]
+    forced = _run(tmp_path, "shifted_pairs", "none", "--set", "train.stage2_steps=1", "--force")
+    assert sorted(r["cell"]["method"] for r in forced[len(again):]) == sorted(
+        ["none", "floor:source", "floor:mean_colour", "floor:gt_warp"])
+
+
+@pytest.mark.slow
+def test_run_without_ground_truth(tmp_path):
+    records = _run(tmp_path, "unmatched_pairs", "oracle_flow,none")
+    by_method = {record["cell"]["method"]: record for record in records}
+    assert set(by_method) == {"oracle_flow", "none", "floor:source", "floor:mean_colour"}  # no image-space oracle
+    oracle = by_method["oracle_flow"]
+    assert oracle["status"] == "failed" and oracle["error"]["phase"] == "train" and oracle["role"] == "oracle"
+    assert "lack 'flow_gt'" in oracle["error"]["message"]
+    for method in ("none", "floor:source"):
+        metrics = by_method[method]["metrics"]
+        assert metrics["epe"]["unavailable"] == metrics["occlusion"]["unavailable"] == NO_GROUND_TRUTH
+        assert metrics["ssim"]["value"] is not None

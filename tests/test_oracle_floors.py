@@ -3,6 +3,7 @@ truth is an exact whole-pixel shift (tests/shifted_data.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,6 +88,9 @@ def test_run_scores_transport_records_the_oracle_and_caches_the_floors(tmp_path)
     assert oracle["metrics"]["occlusion"]["value"] > 0.9
     assert learned["metrics"]["epe"]["value"] > 0.1 and learned["metrics"]["epe"]["count"] == 4
     assert 0 <= learned["metrics"]["occlusion"]["value"] <= 1
+    sample = learned["artifacts"]["samples"][0]
+    assert all((tmp_path / "results" / sample[key]).is_file() for key in ("flow_gt", "visibility_gt"))
+    assert "flow gt" in (tmp_path / "results" / "report.html").read_text()
 
     floors = [record for record in records if record.get("role") == "floor"]
     assert len(floors) == 3
@@ -118,3 +122,26 @@ def test_run_without_ground_truth(tmp_path):
         metrics = by_method[method]["metrics"]
         assert metrics["epe"]["unavailable"] == metrics["occlusion"]["unavailable"] == NO_GROUND_TRUTH
         assert metrics["ssim"]["value"] is not None
+
+
+def test_samples_show_the_ground_truth_on_the_flows_colour_scale(tmp_path):
+    from PIL import Image
+
+    from bench.ops import downsample_truth
+    from bench.samples import write_pair_samples
+
+    cfg = pair_config()
+    batch = next(iter(torch.utils.data.DataLoader(ShiftedPairs(2, tuple(cfg.dataset.resolution), 100), batch_size=2)))
+    flows = [[downsample_truth(batch["flow_gt"], batch["visibility_gt"], (h, h))[0]] for h in (4, 8)]
+    plan = {"flows": flows, "masks": [[torch.ones(2, 1, h, h)] for h in (4, 8)]}
+    samples = write_pair_samples([(batch, batch["target_image"], plan)], 2, tmp_path / "samples", tmp_path)["samples"]
+
+    def png(path):
+        return np.asarray(Image.open(tmp_path / path))
+
+    for sample in samples:
+        truth = png(sample["flow_gt"])
+        assert truth.shape[:2] == tuple(cfg.dataset.resolution) and (truth != 255).any()  # coloured: it moves
+        for path in sample["flows"]:  # the exact flow at a coarser scale: the same picture, same colours
+            assert np.array_equal(png(path), truth)
+        assert png(sample["visibility_gt"]).min() == 0 and png(sample["visibility_gt"]).max() == 255

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks", type=_csv, default=None,
                      help="comma-separated task names or kinds (a kind such as pose_transfer: its embedded tasks; "
                           "default: the embedded suite, tasks tagged 'embedded')")
-    run.add_argument("--methods", type=_csv, default=None, help="comma-separated warpers (default: all five)")
+    run.add_argument("--methods", type=_csv, default=None,
+                     help="comma-separated warpers (default: the task's; the generated tasks add oracle_flow)")
     run.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None,
                      help="comma-separated seeds (default: the task's seeds)")
     run.add_argument("--profile", choices=PROFILES, default="quick", help="smoke, quick (default) or paper")

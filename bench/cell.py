@@ -2,8 +2,10 @@
 
 Generated test images are written to ``<work_dir>/cells/<key>/outputs`` in the protocol's file
 format and read back before the metrics are computed, so every number can be recomputed from the
-saved files.  Samples for the report (source, structure, output, ground truth, flows, masks) go to
-``<results_dir>/samples/<key>/``.
+saved files; the transport metrics (``epe``, ``occlusion``), which need the warper's plans and the
+ground truth, are scored per image while generating (``bench.metrics.transport.TransportStats``,
+handed to the metrics in ``EvalContext.transport``).  Samples for the report (source, structure,
+output, ground truth, flows, masks) go to ``<results_dir>/samples/<key>/``.
 
 Under torchrun (see :mod:`bench.distributed`) rank 0 prepares the data first, every rank trains on
 its shard of each batch and generates its shard of the test set, and rank 0 alone writes the

@@ -46,9 +46,10 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def _nanmean(values: list[float]) -> float:
+def _nanmean(values: list[float]) -> float | None:
+    """The mean of the defined values; None (JSON null in the record) where none is."""
     finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
+    return float(np.mean(finite)) if finite else None
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ("--profile", "smoke", "--tasks", "pose_synthetic", "--no-leaderboard")
+# without the floor rows: these runs test one method cell's record (floors: tests/test_oracle_floors.py)
+SMOKE = ("--profile", "smoke", "--tasks", "pose_synthetic", "--no-leaderboard", "--no-floors")
 
 
 def bench_args(base: Path, *extra: str, data_root: Path | None = None) -> list[str]:

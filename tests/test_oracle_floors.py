@@ -145,3 +145,31 @@ def test_samples_show_the_ground_truth_on_the_flows_colour_scale(tmp_path):
         for path in sample["flows"]:  # the exact flow at a coarser scale: the same picture, same colours
             assert np.array_equal(png(path), truth)
         assert png(sample["visibility_gt"]).min() == 0 and png(sample["visibility_gt"]).max() == 255
+
+
+def test_image_space_oracle_of_a_video_warps_the_reference_frame():
+    from shifted_data import ShiftedVideos
+
+    cfg = load_task("face_synthetic", "smoke", ["dataset.name=shifted_faces"])
+    videos = ShiftedVideos(2, 5, tuple(cfg.dataset.resolution), 0)
+    warped, frames, names = joined(floor_outputs(cfg, "floor:gt_warp", videos))
+    visible = torch.cat([videos[i]["visibility_gt"][:, 1] for i in range(2)]).bool().expand_as(frames)
+    assert torch.equal(warped[visible], frames[visible]) and (~visible).any()
+    assert names[:2] == ["video0_0000", "video0_0001"] and len(names) == 10
+    reference, _, _ = joined(floor_outputs(cfg, "floor:reference", videos))
+    assert torch.equal(reference[4], frames[0]) and torch.equal(reference[5], frames[5])
+
+
+@pytest.mark.slow
+def test_face_run_scores_both_sources(tmp_path):
+    assert main(["run", "--profile", "smoke", "--tasks", "face_synthetic", "--methods", "plain_flow",
+                 "--set", "dataset.name=shifted_faces", "--results-dir", str(tmp_path / "results"),
+                 "--work-dir", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")]) == 0
+    by_method = {record["cell"]["method"]: record for record in RecordStore(tmp_path / "results").read()}
+    assert set(by_method) == {"plain_flow", "floor:reference", "floor:mean_colour", "floor:gt_warp"}
+    assert all(record["status"] == "ok" for record in by_method.values())
+    epe = by_method["plain_flow"]["metrics"]["epe"]
+    assert epe["count"] == 4 and set(epe["breakdown"]["per_source"]) == {"previous", "reference"}
+    assert by_method["plain_flow"]["artifacts"]["samples"][0]["flow_gt"]
+    l1 = {method: record["metrics"]["l1"]["value"] for method, record in by_method.items()}
+    assert l1["floor:gt_warp"] < l1["floor:reference"]

@@ -53,4 +53,5 @@ def records(base: Path) -> list[dict[str, Any]]:
 
 
 def metric_values(record: dict[str, Any]) -> dict[str, float]:
-    return {name: result["value"] for name, result in record["metrics"].items()}
+    """Name -> value of the metrics that have one (the transport metrics have none without ground truth)."""
+    return {name: result["value"] for name, result in record["metrics"].items() if result["value"] is not None}

@@ -173,3 +173,24 @@ def test_face_run_scores_both_sources(tmp_path):
     assert by_method["plain_flow"]["artifacts"]["samples"][0]["flow_gt"]
     l1 = {method: record["metrics"]["l1"]["value"] for method, record in by_method.items()}
     assert l1["floor:gt_warp"] < l1["floor:reference"]
+
+
+@pytest.mark.slow
+def test_torchrun_gathers_the_transport_statistics_of_both_ranks(tmp_path):
+    from pathlib import Path
+
+    from cli_runs import bench_args, records, run_bench
+    from test_distributed import TORCHRUN
+
+    extra = ("--methods", "plain_flow", "--set", "dataset.name=shifted_pairs",
+             "--plugin", str(Path(__file__).with_name("shifted_data.py")))
+    code, output = run_bench(bench_args(tmp_path / "ddp", *extra), launcher=TORCHRUN)
+    assert code == 0, output
+    [record] = records(tmp_path / "ddp")
+    assert main(bench_args(tmp_path / "single", *extra)) == 0
+    [reference] = records(tmp_path / "single")
+    for name in ("epe", "occlusion"):
+        assert record["metrics"][name]["count"] == reference["metrics"][name]["count"] == 4
+    # the same training up to float rounding; not so the AUROC, whose barely trained, almost constant
+    # masks are ranked by that rounding
+    assert record["metrics"]["epe"]["value"] == pytest.approx(reference["metrics"]["epe"]["value"], rel=1e-4)

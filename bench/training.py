@@ -154,6 +154,7 @@ class Trainer:
         self.generator: Generator = build_generator(cfg, warper_name, self.num_sources, structure_channels)
         self.generator.to(self.device)
         self.warper = self.generator.warper
+        self.reads_truth = self.warper.role == "oracle"  # only an oracle is handed the ground truth
         self.discriminator = ResDiscriminator(cfg.model).to(self.device)
         self.video_discriminator = self._build_video_discriminator()
         self.vgg = VGG19Features(cfg.model.vgg).to(self.device)
@@ -388,10 +389,10 @@ class Trainer:
         return values
 
     # -- pair tasks ---------------------------------------------------------------------------
-    @staticmethod
-    def _pair_inputs(batch: dict[str, Any]) -> WarpInputs:
+    def _pair_inputs(self, batch: dict[str, Any]) -> WarpInputs:
+        truth = TransportTruth.of_pairs(batch) if self.reads_truth else None
         return WarpInputs([batch["source_image"]], [batch["source_structure"]], batch["target_structure"],
-                          ground_truth=TransportTruth.of_pairs(batch))
+                          ground_truth=truth)
 
     def _pair_step(self) -> dict[str, float]:
         batch = self._to_device(self._next_batch())
@@ -447,7 +448,7 @@ class Trainer:
             elif previous is None:
                 previous = (reference, reference_structure)
             inputs = WarpInputs([previous[0], reference], [previous[1], reference_structure], structures[:, t],
-                                ground_truth=TransportTruth.of_frame(self._clip, t))
+                                ground_truth=TransportTruth.of_frame(self._clip, t) if self.reads_truth else None)
             source_features = [self._real_features(previous[0].detach(), source_layers), reference_features]
             target_features = self._real_features(frames[:, t], target_layers)
             if self.stage == 1:
@@ -534,7 +535,7 @@ class Trainer:
         outputs = []
         with self._evaluating():
             for t in range(frames.shape[0]):
-                truth = TransportTruth.of_frame(ground_truth, t) if ground_truth else None
+                truth = TransportTruth.of_frame(ground_truth, t) if ground_truth and self.reads_truth else None
                 inputs = WarpInputs(
                     [previous, reference], [previous_structure, reference_structure], structures[t : t + 1],
                     ground_truth=truth,

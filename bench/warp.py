@@ -117,7 +117,7 @@ class TransportTruth:
 @dataclass
 class WarpInputs:
     """Per-forward inputs: images in [-1, 1], structures as (B, S, H, W) maps, and the ground-truth
-    transport where the data has it (read only by oracles: a method never sees it)."""
+    transport where the data has it (the trainer fills it for oracles only: a method never sees it)."""
 
     source_images: list[torch.Tensor]
     source_structures: list[torch.Tensor]

@@ -194,3 +194,23 @@ def test_torchrun_gathers_the_transport_statistics_of_both_ranks(tmp_path):
     # the same training up to float rounding; not so the AUROC, whose barely trained, almost constant
     # masks are ranked by that rounding
     assert record["metrics"]["epe"]["value"] == pytest.approx(reference["metrics"]["epe"]["value"], rel=1e-4)
+
+
+def test_only_an_oracle_is_handed_the_ground_truth():
+    from bench.warp import Warper
+
+    seen = []
+
+    class TruthSpy(Warper):
+        def plan(self, inputs):
+            seen.append(inputs.ground_truth)
+            return {}
+
+        def warp(self, scale, source_features, target_feature, plan):
+            return None
+
+    WARPERS.add("truth_spy", TruthSpy)
+    cfg = pair_config()
+    train_set = DATASETS.get("shifted_pairs").train_set(None, cfg, 0)
+    Trainer(cfg, "truth_spy", train_set, "cpu", 0).run(max_steps=1)
+    assert seen == [None] and "flow_gt" in train_set[0]

@@ -140,10 +140,10 @@ class TransportStats:
 
 
 class TransportMetric(Metric):
-    """Aggregates one of :class:`TransportStats`' per-image numbers (``field``, ``per_source_field``)."""
+    """Aggregates one of :class:`TransportStats`' per-image numbers (``value_field``, ``per_source_field``)."""
 
     kind = "transport"
-    field = ""
+    value_field = ""
     per_source_field = ""
     needs = NO_FLOW  # the reason given when the plans lack what this metric scores
     undefined = ""  # what an image needs for a defined value
@@ -159,7 +159,7 @@ class TransportMetric(Metric):
             reason = NO_GROUND_TRUTH  # nothing was scored
         if reason is not None:
             return MetricResult(value=None, unavailable=reason, protocol=self.protocol(stats))
-        per_scale = np.array([getattr(image, self.field) for image in stats.images], dtype=np.float64)
+        per_scale = np.array([getattr(image, self.value_field) for image in stats.images], dtype=np.float64)
         per_source = np.array([getattr(image, self.per_source_field) for image in stats.images], dtype=np.float64)
         per_image = per_scale[:, -1]
         scored = per_image[~np.isnan(per_image)]
@@ -189,7 +189,7 @@ class EndPointError(TransportMetric):
 
     name = "epe"
     higher_is_better = False
-    field, per_source_field, needs = "epe", "epe_per_source", NO_FLOW
+    value_field, per_source_field, needs = "epe", "epe_per_source", NO_FLOW
     undefined = "a visible pixel"
 
     def protocol(self, stats: TransportStats | None) -> dict[str, Any]:
@@ -210,7 +210,7 @@ class OcclusionAUROC(TransportMetric):
 
     name = "occlusion"
     higher_is_better = True
-    field, per_source_field, needs = "auroc", "auroc_per_source", NO_MASK
+    value_field, per_source_field, needs = "auroc", "auroc_per_source", NO_MASK
     undefined = "both visible and invisible pixels"
 
     def protocol(self, stats: TransportStats | None) -> dict[str, Any]:

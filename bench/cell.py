@@ -2,8 +2,10 @@
 
 Generated test images are written to ``<work_dir>/cells/<key>/outputs`` in the protocol's file
 format and read back before the metrics are computed, so every number can be recomputed from the
-saved files.  Samples for the report (source, structure, output, ground truth, flows, masks) go to
-``<results_dir>/samples/<key>/``.
+saved files; the transport metrics (``epe``, ``occlusion``), which need the warper's plans and the
+ground truth, are scored per image while generating (``bench.metrics.transport.TransportStats``,
+handed to the metrics in ``EvalContext.transport``).  Samples for the report (source, structure,
+output, ground truth, flows, masks) go to ``<results_dir>/samples/<key>/``.
 
 Under torchrun (see :mod:`bench.distributed`) rank 0 prepares the data first, every rank trains on
 its shard of each batch and generates its shard of the test set, and rank 0 alone writes the
@@ -118,17 +120,9 @@ def execute_cell(
 
     tick = time.perf_counter()
     with phase("data"):
-        spec = DATASETS.get(cfg.dataset.name)
-        if spec.kind != cfg.kind:
-            raise ValueError(
-                f"dataset {cfg.dataset.name!r} is a {spec.kind} dataset but task kind is {cfg.kind!r}"
-            )
-        with distributed.main_first():  # the other ranks then find rank 0's prepared data
-            root = spec.prepare(cfg, Path(options.data_root), progress)
-        spec.validate(root, cfg)
+        spec, root, fingerprint = prepare_data(cfg, options, progress)
         train_set = spec.train_set(root, cfg, seed)
         test_set = spec.test_set(root, cfg)
-        fingerprint = dataset_fingerprint(root)
     timings["data_s"] = round(time.perf_counter() - tick, 3)
 
     tick = time.perf_counter()
@@ -146,7 +140,41 @@ def execute_cell(
     if evaluation is None:  # not rank 0: rank 0 computed the metrics and writes the record
         return {"timings": timings}
 
-    protocol = {
+    return {
+        "protocol": cell_protocol(cfg, evaluation, trainer.vgg.describe(), fingerprint),
+        "metrics": {name: result.to_dict() for name, result in evaluation["metrics"].items()},
+        "per_image": per_image_values(evaluation),
+        "timings": timings,
+        "artifacts": evaluation["artifacts"],
+        "training": {"resumed_from": resumed_from},
+        "curves": None if trainer.curve is None else trainer.curve.to_record(),
+    }
+
+
+def per_image_values(evaluation: dict[str, Any]) -> PerImageValues:
+    """The per-image values of an evaluation's metrics, for the record's side file."""
+    return PerImageValues(
+        {name: r.per_image for name, r in evaluation["metrics"].items() if r.per_image is not None},
+        evaluation["image_names"],
+        evaluation["image_groups"],
+    )
+
+
+def prepare_data(cfg: TaskConfig, options: Any, progress: Any = None) -> tuple[Any, Path, str]:
+    """The task's dataset spec, its prepared and validated directory and that directory's fingerprint."""
+    spec = DATASETS.get(cfg.dataset.name)
+    if spec.kind != cfg.kind:
+        raise ValueError(f"dataset {cfg.dataset.name!r} is a {spec.kind} dataset but task kind is {cfg.kind!r}")
+    with distributed.main_first():  # the other ranks then find rank 0's prepared data
+        root = spec.prepare(cfg, Path(options.data_root), progress)
+    spec.validate(root, cfg)
+    return spec, root, dataset_fingerprint(root)
+
+
+def cell_protocol(cfg: TaskConfig, evaluation: dict[str, Any], perceptual_backbone: dict[str, str],
+                  fingerprint: str) -> dict[str, Any]:
+    """The evaluation protocol of a record: what its numbers can be compared under."""
+    return {
         "resolution": list(cfg.dataset.resolution),
         "resize_filter": cfg.eval.resize_filter,
         "output_format": cfg.eval.output_format,
@@ -156,24 +184,11 @@ def execute_cell(
         "lpips_net": cfg.eval.lpips_net,
         "lpips_version": cfg.eval.lpips_version,
         "ssim_variant": cfg.eval.ssim_variant,
-        "perceptual_backbone": "{network}:{weights}".format(**trainer.vgg.describe()),
+        "perceptual_backbone": "{network}:{weights}".format(**perceptual_backbone),
         "num_generated": evaluation["num_generated"],
         "checkpoint_selection": cfg.eval.checkpoint_selection,
         "dataset": cfg.dataset.name,
         "dataset_hash": fingerprint,
-    }
-    return {
-        "protocol": protocol,
-        "metrics": {name: result.to_dict() for name, result in evaluation["metrics"].items()},
-        "per_image": PerImageValues(
-            {name: r.per_image for name, r in evaluation["metrics"].items() if r.per_image is not None},
-            evaluation["image_names"],
-            evaluation["image_groups"],
-        ),
-        "timings": timings,
-        "artifacts": evaluation["artifacts"],
-        "training": {"resumed_from": resumed_from},
-        "curves": None if trainer.curve is None else trainer.curve.to_record(),
     }
 
 
@@ -268,19 +283,24 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
     Each rank generates its shard of the test set; rank 0 gathers the uint8 images, writes them and
     computes the metrics on the full set.  The other ranks return None.
     """
-    from bench.metrics.evaluate import evaluate
+    from bench.metrics.transport import TransportStats
     from bench.samples import write_pair_samples, write_video_samples
+    from bench.warp import TransportTruth
 
     out_dir = Path(options.work_dir) / "cells" / key / "outputs"
     samples_dir = Path(options.results_dir) / "samples" / key
-    fmt = cfg.eval.output_format
     indices = distributed.shard(evaluated_indices(cfg, test_set))
     generated: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []  # (fake, real, names), uint8
+    transport = TransportStats()  # per-image flow and mask scores, taken while the plans exist
     if cfg.kind in VIDEO_KINDS:
         videos = []
         for done, index in enumerate(indices, start=1):
             video = test_set[index]
-            images, plan = trainer.generate_video(video["frames"], video["structures"])
+            truth = {name: video[name] for name in ("flows_gt", "visibility_gt") if name in video}
+            images, plan = trainer.generate_video(
+                video["frames"], video["structures"], ground_truth=truth,
+                on_plan=lambda t, plan, video=video: transport.add(plan, TransportTruth.of_frame(video, t), 1),
+            )
             names = [f"{video['name']}_{stem}" for stem in video["frame_names"]]
             generated.append((to_uint8(images), to_uint8(video["frames"]), names))
             if len(videos) < 2:
@@ -292,6 +312,7 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
         done, sample_batches = 0, []
         for batch in loader:
             images, plan = trainer.generate_with_plan(batch)
+            transport.add(plan, TransportTruth.of_pairs(batch), len(images))
             generated.append((to_uint8(images), to_uint8(batch["target_image"]), list(batch["name"])))
             if sum(len(b["name"]) for b, _, _ in sample_batches) < cfg.eval.report_samples:
                 sample_batches.append((batch, images, plan))
@@ -299,6 +320,7 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
             if progress is not None:
                 progress("generate", done, len(indices))
     shards = distributed.gather_to_main(generated)
+    transport_shards = distributed.gather_to_main(transport)
     if shards is None:
         return None
     if cfg.kind in VIDEO_KINDS:
@@ -306,6 +328,16 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
     else:
         artifacts = write_pair_samples(sample_batches, cfg.eval.report_samples, samples_dir, options.results_dir)
     parts = [part for rank_parts in shards for part in rank_parts]
+    transport = TransportStats.merged(transport_shards)
+    return {**score_outputs(cfg, spec, root, parts, out_dir, options, device, transport), "artifacts": artifacts}
+
+
+def score_outputs(cfg: TaskConfig, spec, root: Path, parts: list[tuple[torch.Tensor, torch.Tensor, list[str]]],
+                  out_dir: Path, options, device, transport=None) -> dict[str, Any]:
+    """Write the uint8 (fake, real, names) outputs, read them back and compute the task's metrics."""
+    from bench.metrics.evaluate import evaluate
+
+    fmt = cfg.eval.output_format
     fakes = [_write_outputs(fake, names, out_dir, fmt) for fake, _, names in parts]
     reals = [real for _, real, _ in parts]
     fake = torch.cat(fakes) if fakes else torch.zeros(0, 3, *cfg.dataset.resolution, dtype=torch.uint8)
@@ -322,11 +354,11 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
         device=device,
         batch_size=cfg.eval.batch_size,
         options={**to_dict(cfg.eval), "weights_dir": str(options.weights_dir) if options.weights_dir else None},
+        transport=transport,
     )
     metrics: dict[str, MetricResult] = evaluate(fake, real, list(cfg.eval.metrics), ctx)
     return {
         "metrics": metrics,
-        "artifacts": artifacts,
         "num_generated": int(fake.shape[0]),
         "image_names": tuple(name for _, _, names in parts for name in names),
         # the frames of one video are not independent: a bootstrap resamples whole videos

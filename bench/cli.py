@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks", type=_csv, default=None,
                      help="comma-separated task names or kinds (a kind such as pose_transfer: its embedded tasks; "
                           "default: the embedded suite, tasks tagged 'embedded')")
-    run.add_argument("--methods", type=_csv, default=None, help="comma-separated warpers (default: all five)")
+    run.add_argument("--methods", type=_csv, default=None,
+                     help="comma-separated warpers (default: the task's; the generated tasks add oracle_flow)")
     run.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None,
                      help="comma-separated seeds (default: the task's seeds)")
     run.add_argument("--profile", choices=PROFILES, default="quick", help="smoke, quick (default) or paper")
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="override train.device (cpu, cuda, auto)")
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the tables after the run")
     _baseline(run)
+    run.add_argument("--no-floors", action="store_true",
+                     help="leave out the floor rows (untrained outputs, computed once per task and protocol)")
 
     lst = sub.add_parser("list", help="list tasks, datasets, methods, metrics, executors and profiles")
     lst.add_argument("what", nargs="?", default="all",
@@ -208,7 +211,7 @@ def _provision_trunks(cells: list[Any], weights_dir: Path | None) -> None:
 def command_run(args: argparse.Namespace) -> int:
     from bench import distributed
     from bench.records import RecordStore
-    from bench.runner import RunOptions, expand_cells
+    from bench.runner import RunOptions, expand_cells, expand_floors
     from bench.taskspec import select_tasks
 
     if distributed.world_size() > 1 and (args.executor != "local" or args.jobs != 1):
@@ -224,6 +227,8 @@ def command_run(args: argparse.Namespace) -> int:
         if name not in WARPERS:  # unknown names fail at once; a broken plugin fails only its own cells
             WARPERS.get(name)
     cells = expand_cells(tasks, args.methods, args.seeds, args.profile, args.overrides)
+    if not args.no_floors:
+        cells += expand_floors(tasks, args.profile, args.overrides)
     options = RunOptions(results_dir=args.results_dir, work_dir=args.work_dir, data_root=args.data_root,
                          weights_dir=args.weights_dir, force=args.force, device=args.device,
                          plugins=list(args.plugin))

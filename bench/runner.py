@@ -5,6 +5,9 @@ generates the test outputs, computes the metrics and appends exactly one record.
 newest record succeeded is skipped (``--force`` reruns it).  A failing cell records its error
 (phase, type, message, traceback) and the run goes on with the other cells.  Under torchrun every
 rank runs the cell, but only rank 0 takes its lock and appends its record (``bench.distributed``).
+
+Floor rows (``bench.floors``) are cells too, one per task and floor, keyed by what their numbers
+depend on; records of floors and oracles carry ``"role"`` (``"floor"``, ``"oracle"``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import torch
 from bench import distributed
 from bench.cell import CellFailure, execute_cell
 from bench.config import TaskConfig, to_dict
+from bench.floors import FloorNotApplicable, execute_floor, floors_for, is_floor
 from bench.records import CellBusyError, RecordStore
-from bench.registry import DATASETS
+from bench.registry import DATASETS, WARPERS, RegistryError
 from bench.taskspec import load_task
 
 Progress = Callable[[str, int, int], None]
@@ -50,10 +54,16 @@ class Cell:
         return cfg
 
     def key(self, cfg: TaskConfig | None = None) -> str:
-        """Content key: the resolved configuration, method and seed (not the code version)."""
+        """Content key: the resolved configuration, method and seed (not the code version).  A floor's
+        key holds only what its numbers depend on: the profile, dataset and eval config and the
+        perceptual backbone (named in the protocol), so one floor serves every training setup."""
         cfg = cfg or self.config()
+        config = to_dict(cfg)
+        if is_floor(self.method):
+            config = {"profile": config["profile"], "dataset": config["dataset"], "eval": config["eval"],
+                      "vgg": config["model"]["vgg"]}
         payload = json.dumps(
-            {"task": self.task, "method": self.method, "seed": self.seed, "config": to_dict(cfg)},
+            {"task": self.task, "method": self.method, "seed": self.seed, "config": config},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -91,6 +101,26 @@ def expand_cells(
             for seed in seeds if seeds is not None else cfg.seeds:
                 cells.append(Cell(task, method, seed, profile, tuple(overrides)))
     return cells
+
+
+def expand_floors(tasks: list[str], profile: str, overrides: list[str]) -> list[Cell]:
+    """The floor cells of every task: one per floor of its kind (seed 0; they have no randomness)."""
+    cells = []
+    for task in tasks:
+        kind = load_task(task, profile, overrides).kind
+        cells += [Cell(task, name, 0, profile, tuple(overrides)) for name in floors_for(kind)]
+    return cells
+
+
+def role_of(method: str) -> str:
+    """``"floor"``, a warper's declared role (``"oracle"``), or ``"method"`` (also for a broken plugin,
+    whose cell then fails in its train phase, naming the plugin)."""
+    if is_floor(method):
+        return "floor"
+    try:
+        return getattr(WARPERS.get(method), "role", "method")
+    except RegistryError:
+        return "method"
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -146,16 +176,23 @@ def run_cell(cell: Cell, options: RunOptions, progress: Progress | None = None) 
             raise CellFailure("config", exc) from exc
         key = cell.key(cfg)
         record["cell"].update(key=key, task_kind=cfg.kind, dataset=cfg.dataset.name)
+        role = role_of(cell.method)
+        if role != "method":
+            record["role"] = role
         record["config"] = to_dict(cfg)
         if options.device:
             cfg.train.device = options.device
         device = distributed.rank_device(resolve_device(cfg.train.device))
         with distributed.main_decides(lambda: claim_cell(store, key, options.force)):
-            outcome = execute_cell(cfg, cell.method, cell.seed, key, options, device, progress)
+            outcome = (execute_floor(cfg, cell.method, key, options, device, progress) if is_floor(cell.method)
+                       else execute_cell(cfg, cell.method, cell.seed, key, options, device, progress))
         per_image = outcome.pop("per_image", None)  # to its side file, not into the JSON line
         record.update(status="ok", **outcome)
     except CellBusyError as exc:  # another runner has it: not an outcome of this cell, so no record
         record.update(status="busy", error={"phase": "runner", "type": "CellBusyError", "message": str(exc)})
+        return record
+    except FloorNotApplicable as exc:  # e.g. the image-space oracle on data without ground truth: no record
+        record.update(status="n/a", error={"phase": "floor", "type": "FloorNotApplicable", "message": str(exc)})
         return record
     except KeyboardInterrupt:
         raise

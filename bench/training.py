@@ -50,7 +50,7 @@ from bench.curves import LearningCurve, check_schedule
 from bench.models.discriminator import ResDiscriminator
 from bench.models.generator import Generator, build_generator
 from bench.models.vgg import VGGFeatures
-from bench.warp import WarpInputs
+from bench.warp import TransportTruth, WarpInputs
 
 STAGE_TERMS = {
     1: ("correctness", "regularization"),
@@ -160,6 +160,7 @@ class Trainer:
         self.generator: Generator = build_generator(cfg, warper_name, self.num_sources, structure_channels)
         self.generator.to(self.device)
         self.warper = self.generator.warper
+        self.reads_truth = self.warper.role == "oracle"  # only an oracle is handed the ground truth
         self.discriminator = ResDiscriminator(cfg.model).to(self.device)
         self.video_discriminator = self._build_video_discriminator()
         self.vgg = VGGFeatures(cfg.model.vgg).to(self.device)
@@ -333,7 +334,7 @@ class Trainer:
     ) -> dict[str, torch.Tensor]:
         """Correctness and regularisation of the plan's flows, for the terms that have a weight."""
         terms: dict[str, torch.Tensor] = {}
-        if "flows" not in plan:
+        if "flows" not in plan or not self.warper.uses_flow:  # e.g. an oracle's given flows
             return terms
         flows = [[flow.float() for flow in scale] for scale in plan["flows"]]
         if "correctness" in weights:
@@ -401,9 +402,10 @@ class Trainer:
         return values
 
     # -- pair tasks ---------------------------------------------------------------------------
-    @staticmethod
-    def _pair_inputs(batch: dict[str, Any]) -> WarpInputs:
-        return WarpInputs([batch["source_image"]], [batch["source_structure"]], batch["target_structure"])
+    def _pair_inputs(self, batch: dict[str, Any]) -> WarpInputs:
+        truth = TransportTruth.of_pairs(batch) if self.reads_truth else None
+        return WarpInputs([batch["source_image"]], [batch["source_structure"]], batch["target_structure"],
+                          ground_truth=truth)
 
     def _pair_step(self) -> dict[str, float]:
         batch = self._to_device(self._next_batch())
@@ -458,7 +460,8 @@ class Trainer:
                 previous = (frames[:, t - 1], structures[:, t - 1]) if t > 0 else (reference, reference_structure)
             elif previous is None:
                 previous = (reference, reference_structure)
-            inputs = WarpInputs([previous[0], reference], [previous[1], reference_structure], structures[:, t])
+            inputs = WarpInputs([previous[0], reference], [previous[1], reference_structure], structures[:, t],
+                                ground_truth=TransportTruth.of_frame(self._clip, t) if self.reads_truth else None)
             source_features = [self._real_features(previous[0].detach(), source_layers), reference_features]
             target_features = self._real_features(frames[:, t], target_layers)
             if self.stage == 1:
@@ -526,26 +529,40 @@ class Trainer:
             return self.generate_video(batch["frames"], batch["structures"])
         return self.generate_with_plan(batch)
 
-    def generate_video(self, frames: torch.Tensor, structures: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def generate_video(
+        self,
+        frames: torch.Tensor,
+        structures: torch.Tensor,
+        ground_truth: dict[str, torch.Tensor] | None = None,
+        on_plan: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Animate a whole video (T, 3, H, W) + (T, S, H, W): reference = frame 0, previous = the
         previously generated frame (the reference for frame 0); returns (T, 3, H, W) in [-1, 1] and
-        the warper's plan of the last frame on the CPU (sources: previous, reference), for the report."""
+        the warper's plan of the last frame on the CPU (sources: previous, reference), for the report.
+
+        ``ground_truth``: the video's ``flows_gt`` / ``visibility_gt`` where it has them (for oracles);
+        ``on_plan(t, plan)`` sees every frame's plan on the CPU (transport metrics)."""
         if frames.dim() != 4 or structures.dim() != 4 or frames.shape[0] != structures.shape[0]:
             raise ValueError(
                 f"expected frames (T, 3, H, W) and structures (T, S, H, W), got "
                 f"{tuple(frames.shape)} and {tuple(structures.shape)}"
             )
         frames, structures = frames.to(self.device), structures.to(self.device)
+        ground_truth = self._to_device(ground_truth) if ground_truth else None
         reference, reference_structure = frames[:1], structures[:1]
         previous, previous_structure = reference, reference_structure
         outputs = []
         with self._evaluating():
             for t in range(frames.shape[0]):
+                truth = TransportTruth.of_frame(ground_truth, t) if ground_truth and self.reads_truth else None
                 inputs = WarpInputs(
-                    [previous, reference], [previous_structure, reference_structure], structures[t : t + 1]
+                    [previous, reference], [previous_structure, reference_structure], structures[t : t + 1],
+                    ground_truth=truth,
                 )
                 fake, plan = self.generator(inputs)
                 outputs.append(fake.float().cpu())
+                if on_plan is not None:
+                    on_plan(t, _to_cpu(plan))
                 previous, previous_structure = fake, structures[t : t + 1]
         return torch.cat(outputs), _to_cpu(plan)
 

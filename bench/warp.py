@@ -31,9 +31,12 @@ A warper is an ``nn.Module`` subclass of :class:`Warper`, registered with
 
 Class attributes declare what the warper needs from the trainer:
 
-``uses_flow``   its plan carries ``"flows"`` (correctness and regularisation losses apply);
+``uses_flow``   its plan carries learned ``"flows"`` (correctness and regularisation losses apply; a
+                plan may carry flows without them, as the ``oracle_flow`` warper's given flows);
 ``two_stage``   train ``pretrain_parameters()`` alone first (stage 1: correctness x20,
-                regularisation x0.01), then everything end to end, as GFLA does.
+                regularisation x0.01), then everything end to end, as GFLA does;
+``role``        ``"method"``, or ``"oracle"`` for a warper that reads the ground truth
+                (``WarpInputs.ground_truth``); the runner copies it into the record.
 
 ``extra_losses(plan, inputs)`` may return additional, already weighted loss terms.
 """
@@ -77,12 +80,49 @@ class WarpSetup:
 
 
 @dataclass
+class TransportTruth:
+    """Ground-truth transport of a batch, per source: backward flows (B, 2, H, W) target -> source
+    in pixels of the image and visibilities (B, 1, H, W) in [0, 1] (``bench.data.base``'s keys)."""
+
+    flows: list[torch.Tensor]
+    visibility: list[torch.Tensor]
+
+    @classmethod
+    def of_sources(cls, flows: torch.Tensor, visibility: torch.Tensor) -> TransportTruth:
+        """From (B, S, 2, H, W) flows and (B, S, 1, H, W) visibilities, sources along dim 1."""
+        if flows.dim() != 5 or flows.shape[2] != 2 or visibility.shape[:2] != flows.shape[:2]:
+            raise ValueError(f"expected ground-truth flows (B, S, 2, H, W) and visibility (B, S, 1, H, W), "
+                             f"got {tuple(flows.shape)} and {tuple(visibility.shape)}")
+        return cls(list(flows.unbind(1)), list(visibility.unbind(1)))
+
+    @classmethod
+    def of_pairs(cls, batch: dict[str, Any]) -> TransportTruth | None:
+        """A collated pair batch's ``flow_gt`` / ``visibility_gt`` (one source), None without them."""
+        if "flow_gt" not in batch:
+            return None
+        return cls.of_sources(batch["flow_gt"].unsqueeze(1), batch["visibility_gt"].unsqueeze(1))
+
+    @classmethod
+    def of_frame(cls, video: dict[str, Any], t: int) -> TransportTruth | None:
+        """Frame ``t`` of a video (``flows_gt`` (T, 2, 2, H, W)) or of a clip batch (B, T, 2, 2, H, W):
+        sources (previous, reference); None without ground truth."""
+        if "flows_gt" not in video:
+            return None
+        flows, visibility = video["flows_gt"], video["visibility_gt"]
+        if flows.dim() == 5:  # one video: a batch of one frame
+            return cls.of_sources(flows[t : t + 1], visibility[t : t + 1])
+        return cls.of_sources(flows[:, t], visibility[:, t])
+
+
+@dataclass
 class WarpInputs:
-    """Per-forward inputs: images in [-1, 1], structures as (B, S, H, W) maps."""
+    """Per-forward inputs: images in [-1, 1], structures as (B, S, H, W) maps, and the ground-truth
+    transport where the data has it (the trainer fills it for oracles only: a method never sees it)."""
 
     source_images: list[torch.Tensor]
     source_structures: list[torch.Tensor]
     target_structure: torch.Tensor
+    ground_truth: TransportTruth | None = None
 
 
 @dataclass
@@ -98,6 +138,7 @@ class Warper(nn.Module):
 
     uses_flow: ClassVar[bool] = False
     two_stage: ClassVar[bool] = False
+    role: ClassVar[str] = "method"
 
     def __init__(self, setup: WarpSetup) -> None:
         super().__init__()

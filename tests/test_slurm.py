@@ -43,7 +43,7 @@ def test_smoke_cells_run_as_a_slurm_job_array(cluster, tmp_path):
     cmd = [sys.executable, str(REPO / "run_bench.py"), "--executor", "slurm", "--jobs", "2", "--profile", "smoke",
            "--tasks", "pose_synthetic", "--methods", "none,plain_flow", "--results-dir", str(results),
            "--work-dir", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"),
-           "--resource", "timeout_min=10", "--resource", "cpus_per_task=1"]
+           "--resource", "timeout_min=10", "--resource", "cpus_per_task=1", "--no-floors"]
     env = dict(cluster.env, OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

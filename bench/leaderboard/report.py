@@ -278,8 +278,10 @@ def _flow_key(size: int = 41) -> str:
     return (
         f'<div class="key"><img src="{uri}" alt="flow colour key">'
         "<span>Flow colour key: hue = direction the source is sampled from (right red, down yellow-green, "
-        "left cyan, up violet), saturation = magnitude relative to the field's largest, white = no motion. "
-        "Masks: white = warped source used, black = generated.</span></div>"
+        "left cyan, up violet), saturation = magnitude relative to the field's largest (with ground truth: the "
+        "ground-truth flow's largest, every flow in image pixels), white = no motion. "
+        "Masks: white = warped source used, black = generated; visibility gt: white = visible in the source."
+        "</span></div>"
     )
 
 
@@ -294,6 +296,7 @@ def _flows(results_dir: Path, shown: list[tuple[str, dict]]) -> str:
         for index, sample in enumerate(samples):
             pictures = [p for pair in zip(sample.get("flows", []), sample.get("masks", [])) for p in pair]
             pictures += sample.get("flows", [])[len(sample.get("masks", [])) :]
+            pictures = [sample[key] for key in ("flow_gt", "visibility_gt") if sample.get(key)] + pictures
             cells = "".join(f"<td>{_image(results_dir, p, _label(p))}<div>{_e(_label(p))}</div></td>" for p in pictures)
             rows.append(f"<tr><th>#{index}</th>{cells}</tr>")
         parts.append(

@@ -1,3 +1,3 @@
 """Evaluation metrics; importing this package registers every built-in metric in ``METRICS``."""
 
-from bench.metrics import fid, kid, lpips_metric, pixel, ssim  # noqa: F401  (registration)
+from bench.metrics import fid, kid, lpips_metric, pixel, ssim, transport  # noqa: F401  (registration)

@@ -3,7 +3,8 @@
 Metrics see uint8 images (N, 3, H, W), exactly as written to disk by the evaluation, so that a
 number can be recomputed from the saved files.  ``paired`` metrics compare each generated image
 with its ground truth (SSIM, LPIPS, ...); ``distribution`` metrics compare the generated set with a
-reference set (FID, KID).
+reference set (FID, KID); ``transport`` metrics score the warpers' flows and masks against the
+ground-truth transport, from statistics gathered while generating (``EvalContext.transport``).
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ class MetricResult:
     # one value per evaluated image, in evaluation order (paired metrics); kept out of to_dict(): the
     # record stores them in a side file, so the record itself stays small, readable JSON
     per_image: Any = None
+    breakdown: dict[str, Any] | None = None  # sub-values, e.g. per scale and per source (transport metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "value": self.value,
             "std": self.std,
             "unavailable": self.unavailable,
             "count": self.count,
             "protocol": self.protocol,
         }
+        return out if self.breakdown is None else {**out, "breakdown": self.breakdown}
 
 
 @dataclass
@@ -48,6 +51,7 @@ class EvalContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 16
     options: dict[str, Any] = field(default_factory=dict)  # EvalConfig as a dict
+    transport: Any = None  # bench.metrics.transport.TransportStats of the generated images, where computed
 
 
 class Metric(ABC):

@@ -35,7 +35,9 @@ from torch.utils.data import Dataset, default_collate
 from bench.metrics.base import EvalContext
 from bench.metrics.pixel import L1
 from bench.metrics.ssim import SSIM
+from bench.metrics.transport import finest_epe
 from bench.visualize import image_to_uint8
+from bench.warp import TransportTruth
 
 CLIP_FRAMES = 8  # frames of each test video a video-task curve animates
 
@@ -61,10 +63,27 @@ def _per_image(score: Callable[[np.ndarray, np.ndarray], float]) -> CurveMetric:
 
 _GAUSSIAN_SSIM = EvalContext(options={"ssim_variant": "gaussian"})
 
-# The test tables' SSIM (default Gaussian variant) and L1 on [0, 1], on the images as saved (uint8).
+
+
+def _endpoint_error(generated: torch.Tensor, batch: dict[str, Any], plan: dict[str, Any]) -> torch.Tensor:
+    """The test table's ``epe`` per image where the batch has ground truth and the plan a flow, else
+    NaN; on a video clip only its last frame, whose plan is the one the clip returns."""
+    values = torch.full((generated.shape[0],), math.nan, dtype=torch.float64)
+    if "frames" in batch:
+        truth = TransportTruth.of_frame(batch, generated.shape[0] - 1)
+        if truth is not None:
+            values[-1] = finest_epe(plan, truth)[0]
+    elif (truth := TransportTruth.of_pairs(batch)) is not None:
+        values[:] = torch.tensor(finest_epe(plan, truth), dtype=torch.float64)
+    return values
+
+
+# The test tables' SSIM (default Gaussian variant), L1 on [0, 1] (on the images as saved, uint8) and,
+# where the data has ground-truth transport, the end-point error of the warper's finest flow.
 CURVE_METRICS: dict[str, CurveMetric] = {
     "ssim": _per_image(lambda fake, real: SSIM().score(fake, real, _GAUSSIAN_SSIM)),
     "l1": _per_image(lambda fake, real: L1().score(fake, real, _GAUSSIAN_SSIM)),
+    "epe": _endpoint_error,
 }
 
 
@@ -153,13 +172,15 @@ class LearningCurve:
             yield default_collate([self.test_set[i] for i in self.indices[start : start + self.batch_size]])
 
     def score(self, generate: GenerateFn) -> dict[str, float]:
-        """Every curve metric's mean over the subset's images."""
+        """Every curve metric's mean over the subset's images where it is defined (not NaN); a metric
+        defined on none of them (no ground truth, no flow) is left out of the point."""
         values: dict[str, list[torch.Tensor]] = {name: [] for name in self.metrics}
         for batch in self.batches():
             generated, plan = generate(batch)
             for name, metric in self.metrics.items():
                 values[name].append(metric(generated, batch, plan).double().flatten())
-        return {name: float(torch.cat(parts).mean()) for name, parts in values.items()}
+        means = {name: torch.cat(parts) for name, parts in values.items()}
+        return {name: float(v[~v.isnan()].mean()) for name, v in means.items() if not v.isnan().all()}
 
     # -- record and checkpoint ----------------------------------------------------------------
     def to_record(self) -> dict[str, Any]:

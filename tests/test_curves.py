@@ -221,3 +221,26 @@ def test_curve_fragment_embeds_a_png_byte_identically_and_skips_records_without_
     assert base64.b64decode(payload).startswith(b"\x89PNG")
     assert "2 test pairs" in fragment
     assert learning_curves_html([older, failed]) == ""
+
+
+@pytest.mark.parametrize("method", ["oracle_flow", "gfla", "none"])
+def test_the_epe_curve_scores_the_flow_against_the_ground_truth(method):
+    """oracle_flow plans the true flow (EPE 0 at every point); gfla's learned flow has an error; a warper
+    without flow, or data without ground truth, records no EPE at all."""
+    from shifted_data import ShiftedPairs
+
+    cfg = pair_config(2)
+    held_out, plain = ShiftedPairs(3, (32, 32), offset=100), ShiftedPairs(3, (32, 32), offset=100, truth=False)
+    trainer = Trainer(cfg, method, ShiftedPairs(5, (32, 32), offset=0), "cpu", seed=0, curve_set=held_out)
+    collect(trainer)
+    stages = trainer.curve.to_record()["stages"]
+    epe = [value for stage in stages.values() for value in stage["metrics"].get("epe", [])]
+    if method == "none":
+        assert epe == []
+    elif method == "oracle_flow":
+        assert epe and max(epe) == pytest.approx(0.0, abs=1e-5)
+    else:
+        assert epe and min(epe) > 0
+        batch = torch.utils.data.default_collate([plain[i] for i in range(3)])
+        generated, plan = trainer.generate_with_plan(batch)
+        assert torch.isnan(CURVE_METRICS["epe"](generated, batch, plan)).all()

@@ -82,6 +82,17 @@ def _epe(flows: list[list[torch.Tensor]], truth: TransportTruth, visible: list[t
     return pooled.tolist(), finest.tolist()
 
 
+def finest_epe(plan: dict[str, Any], truth: TransportTruth) -> list[float]:
+    """Per image, the EPE of the plan's finest-scale flow over the visible pixels of all sources (NaN
+    where none is visible or the plan has no flow): the ``epe`` metric's value, for a learning curve."""
+    flows = plan.get("flows") or []
+    if not flows:
+        return [math.nan] * int(truth.flows[0].shape[0])
+    visible = [(v.float() >= VISIBLE).float() for v in truth.visibility]
+    pooled, _ = _epe(flows[-1:], truth, visible)
+    return [values[-1] for values in pooled]
+
+
 def _auroc(masks: list[list[torch.Tensor]], truth: TransportTruth, visible: list[torch.Tensor]):
     """Per image: AUROC per scale pooled over sources, and per source at the finest scale."""
     size = _image_size(truth)

@@ -285,6 +285,7 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
     """
     from bench.metrics.transport import TransportStats
     from bench.samples import write_pair_samples, write_video_samples
+    from bench.training import video_ground_truth
     from bench.warp import TransportTruth
 
     out_dir = Path(options.work_dir) / "cells" / key / "outputs"
@@ -296,9 +297,8 @@ def evaluate_cell(cfg, trainer, spec, root, test_set, key, options, device, prog
         videos = []
         for done, index in enumerate(indices, start=1):
             video = test_set[index]
-            truth = {name: video[name] for name in ("flows_gt", "visibility_gt") if name in video}
             images, plan = trainer.generate_video(
-                video["frames"], video["structures"], ground_truth=truth,
+                video["frames"], video["structures"], ground_truth=video_ground_truth(video),
                 on_plan=lambda t, plan, video=video: transport.add(plan, TransportTruth.of_frame(video, t), 1),
             )
             names = [f"{video['name']}_{stem}" for stem in video["frame_names"]]

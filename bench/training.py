@@ -115,6 +115,11 @@ def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> list[lis
     return [order[i : i + batch_size] for i in range(0, size - batch_size + 1, batch_size)]
 
 
+
+def video_ground_truth(video: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A video sample's ground-truth transport keys (``flows_gt``, ``visibility_gt``), empty without them."""
+    return {name: video[name] for name in ("flows_gt", "visibility_gt") if name in video}
+
 class Trainer:
     """Trains one warper under the shared backbone; see the module docstring.
 
@@ -526,7 +531,7 @@ class Trainer:
     def _generate_for_curve(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         """Generated images and plan of a curve batch (bench.curves): a pair batch or one clip."""
         if self.video:
-            return self.generate_video(batch["frames"], batch["structures"])
+            return self.generate_video(batch["frames"], batch["structures"], ground_truth=video_ground_truth(batch))
         return self.generate_with_plan(batch)
 
     def generate_video(

@@ -244,3 +244,19 @@ def test_the_epe_curve_scores_the_flow_against_the_ground_truth(method):
         batch = torch.utils.data.default_collate([plain[i] for i in range(3)])
         generated, plan = trainer.generate_with_plan(batch)
         assert torch.isnan(CURVE_METRICS["epe"](generated, batch, plan)).all()
+
+
+def test_a_video_oracle_curve_is_handed_the_ground_truth_and_scores_zero_epe():
+    """The curve's clips carry the test videos' ground truth to an oracle (the quick face cell of
+    oracle_flow failed without it), and its EPE, of each clip's last frame, is that of the true flow."""
+    from bench.taskspec import load_task
+    from shifted_data import ShiftedVideos
+
+    cfg = load_task("face_synthetic", "smoke", ["dataset.name=shifted_faces"])
+    cfg.train.eval_every, cfg.train.curve_images = 1, 8
+    size = tuple(cfg.dataset.resolution)
+    trainer = Trainer(cfg, "oracle_flow", ShiftedVideos(2, cfg.train.clip_length, size, 0), "cpu", seed=0,
+                      curve_set=ShiftedVideos(2, 9, size, 100))
+    collect(trainer)
+    epe = [value for stage in trainer.curve.to_record()["stages"].values() for value in stage["metrics"]["epe"]]
+    assert epe and max(epe) == pytest.approx(0.0, abs=1e-5)

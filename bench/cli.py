@@ -18,7 +18,7 @@ from bench.config import PROFILES, ConfigError
 from bench.registry import DATASETS, EXECUTORS, METRICS, TASKS, WARPERS, RegistryError, load_plugin
 
 COMMANDS = ("run", "list", "leaderboard", "compare", "weights", "check-data")
-HEADLINE_METRICS = ("ssim", "lpips", "fid", "kid", "l1", "psnr")
+HEADLINE_METRICS = ("ssim", "lpips", "fid", "kid", "l1", "psnr", "epe", "occlusion")
 # Columns of a console that writes to a log (a file, a pipe, CI, a SLURM output): wide enough that no
 # table is cut and no line wrapped, so every number and file name stays whole on one line for grep
 LOG_WIDTH = 1000

@@ -547,3 +547,50 @@ def test_video_frames_are_resampled_as_whole_videos(tmp_path):
     per_frame = image_bootstrap(stored)
     assert interval.high - interval.low > 3 * (per_frame.high - per_frame.low)
     assert "the unit resampled is the test video" in " ".join(table.difference_notes())
+
+
+def test_undefined_images_are_left_out_and_an_undefined_interval_is_na(tmp_path):
+    """A per-image value can be undefined (the occlusion AUROC of an image without occluded pixels is
+    NaN): such images, and groups left without any, are not resampled; and an interval that cannot be
+    computed is n/a with its reason instead of stopping the whole leaderboard."""
+    from bench.leaderboard.paired import unit_differences
+
+    differences = np.array([0.1, np.nan, 0.3, 0.5, np.nan, np.nan])
+    assert unit_differences(differences, ()).tolist() == pytest.approx([0.1, 0.3, 0.5])
+    groups = ("a", "a", "b", "b", "c", "c")
+    assert unit_differences(differences, groups).tolist() == pytest.approx([0.1, 0.4])
+
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.5, 0.8, 12)
+    other = base + rng.normal(0.02, 0.01, 12)
+    base[[2, 5]] = np.nan
+    table = build_tables(
+        [made for made, _ in _write_and_return(tmp_path, [_paired_record("none", 0, base),
+                                                          _paired_record("gfla", 0, other)])],
+        results_dir=tmp_path,
+    )[0]
+    difference = table.differences["gfla"]["ssim"].difference
+    defined = np.isfinite(base)
+    assert difference.image_count == 10 and difference.mean == pytest.approx(float((other - base)[defined].mean()))
+
+
+
+def test_an_interval_that_cannot_be_computed_is_na_with_its_reason(tmp_path, monkeypatch):
+    import bench.leaderboard.paired as paired
+
+    def undefined(per_seed):
+        raise ValueError("scipy's BCa interval is undefined for these 6 differences")
+
+    monkeypatch.setattr(paired, "paired_interval", undefined)
+    rng = np.random.default_rng(8)
+    base = rng.uniform(0.5, 0.8, 12)
+    _write_paired(tmp_path, [_paired_record("none", 0, base), _paired_record("gfla", 0, base + 0.01)])
+    write_leaderboards(tmp_path)  # the whole board is written
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert _difference_row(markdown, "gfla")[2].startswith("n/a")
+    assert "BCa interval is undefined for these 6 differences" in markdown
+
+
+def _write_and_return(results_dir: Path, items: list[tuple]) -> list[tuple]:
+    _write_paired(results_dir, items)
+    return items

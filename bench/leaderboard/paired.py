@@ -218,28 +218,36 @@ def image_difference(
             reasons.append(f"seed {seed}: the two cells grouped their images differently")
             continue
         seeds.append(seed)
-        per_seed.append(group_means(values[0] - values[1], groups[0]))
+        per_seed.append(unit_differences(values[0] - values[1], groups[0]))
     if not per_seed:
         return Difference(reason=reasons[0] if reasons else f"no per-image {metric} values")
     counts = {len(values) for values in per_seed}
-    if len(counts) > 1 or min(counts) < 2:
-        return Difference(seeds=tuple(seeds), reason=f"paired image counts {sorted(counts)} (need equal, >= 2)")
+    if min(counts) < 2:
+        return Difference(seeds=tuple(seeds), reason=f"paired units per seed {sorted(counts)} (need >= 2)")
+    try:
+        interval = paired_interval(per_seed)
+    except ValueError as exc:  # an interval that cannot be computed is n/a with its reason, never a crash
+        return Difference(seeds=tuple(seeds), reason=str(exc))
     return Difference(
-        interval=paired_interval(per_seed),
+        interval=interval,
         seeds=tuple(seeds),
         seed_differences=tuple(float(values.mean()) for values in per_seed),
-        image_count=counts.pop(),
+        image_count=counts.pop() if len(counts) == 1 else None,
     )
 
 
-def group_means(differences: np.ndarray, groups: Sequence[str]) -> np.ndarray:
-    """The mean difference per group, in order of first appearance; the differences as they are
-    when there are no groups (every image its own unit)."""
+def unit_differences(differences: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """The differences a bootstrap resamples: per image, or the mean per group (in order of first
+    appearance) where images are grouped.  Images whose value is undefined (NaN) in either cell, such
+    as the occlusion AUROC of an image without occluded pixels, are left out; so is a group left empty."""
+    defined = np.isfinite(differences)
     if not groups:
-        return differences
+        return differences[defined]
     _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
-    means = np.bincount(inverse, weights=differences) / np.bincount(inverse)
-    return means[np.argsort(first)]
+    counts = np.bincount(inverse[defined], minlength=len(first))
+    sums = np.bincount(inverse[defined], weights=differences[defined], minlength=len(first))
+    order = np.argsort(first)
+    return (sums[order] / np.where(counts[order] > 0, counts[order], 1))[counts[order] > 0]
 
 
 def metric_difference(

@@ -209,6 +209,9 @@ def test_a_method_line_is_the_mean_over_seeds_with_stage_two_after_the_stage_one
     lines = method_lines(records, "ssim")
     assert lines["gfla"] == ([3, 5, 7], [pytest.approx(0.2), pytest.approx(0.3), pytest.approx(0.5)], 2)
     assert lines["none"] == ([5, 7], [0.5, 0.5], 1)
+    # a metric some methods have no curve of (EPE without flow) gets no line, not an empty "mean of 0 seeds"
+    records[0]["curves"]["stages"]["2"]["metrics"]["epe"] = [1.5, 1.0]
+    assert set(method_lines(records, "epe")) == {"gfla"}
 
 
 def test_curve_fragment_embeds_a_png_byte_identically_and_skips_records_without_curves():

@@ -44,13 +44,15 @@ def _points(record: dict[str, Any], metric: str) -> dict[int, float]:
 
 
 def method_lines(records: list[dict[str, Any]], metric: str) -> dict[str, tuple[list[int], list[float], int]]:
-    """Method -> (steps, mean over seeds at each step, number of seeds)."""
+    """Method -> (steps, mean over seeds at each step, number of seeds), for the methods with a curve of ``metric``."""
     per_method: dict[str, list[dict[int, float]]] = defaultdict(list)
     for record in records:
         per_method[record["cell"]["method"]].append(_points(record, metric))
     lines = {}
     for method in sorted(per_method):
         runs = [run for run in per_method[method] if run]
+        if not runs:  # no curve of this metric (an EPE curve of a method without flow)
+            continue
         steps = sorted({step for run in runs for step in run})
         means = [float(np.mean([run[step] for run in runs if step in run])) for step in steps]
         lines[method] = (steps, means, len(runs))
@@ -76,7 +78,12 @@ def _figure(records: list[dict[str, Any]]) -> str:
         axis.set_xlabel("training step (stage 1, then stage 2 after the dashed line)", fontsize=8)
         axis.tick_params(labelsize=8)
         axis.grid(alpha=0.3)
-    figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
+    handles = {}  # every method once, from whichever axis has its line
+    for axis in figure.axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = sorted(handles)
+    figure.legend([handles[label] for label in labels], labels, loc="outside right upper", fontsize=8, frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

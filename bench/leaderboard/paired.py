@@ -207,6 +207,8 @@ def image_difference(
             values.append(None if stored is None else stored.values.get(metric))
             if stored is None:
                 reasons.append(reader.error(record) or NO_PER_IMAGE)
+            elif values[-1] is None:  # e.g. epe of a warper without flow: say whose values are missing
+                reasons.append(f"{record['cell']['method']} has no per-image {metric} values")
         if values[0] is None or values[1] is None:
             continue
         names = [reader.get(r).names for r, reader in ((a, reader_a), (b, reader_b))]

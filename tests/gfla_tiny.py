@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -89,3 +91,18 @@ class DriftingClips(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.samples[index]
+
+
+def collect(trainer, **kwargs) -> list[tuple[int, int, dict[str, float]]]:
+    """Run ``trainer`` and return its (stage, step, loss terms) log."""
+    log: list[tuple[int, int, dict[str, float]]] = []
+    trainer.run(lambda stage, step, values: log.append((stage, step, values)), **kwargs)
+    return log
+
+
+def roundtrip(state: dict) -> dict:
+    """Through bytes, as a checkpoint file would (no shared tensors with the live trainer)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
 
 import pytest
@@ -17,20 +16,7 @@ from bench.leaderboard.curve_plots import learning_curves_html, method_lines
 from bench.runner import Cell
 from bench.training import Trainer
 from cli_runs import bench_args, records
-from gfla_tiny import DriftingClips, ShiftedTextures, tiny_config
-
-
-def collect(trainer: Trainer, **kwargs) -> list[tuple[int, int, dict[str, float]]]:
-    log: list[tuple[int, int, dict[str, float]]] = []
-    trainer.run(lambda stage, step, values: log.append((stage, step, values)), **kwargs)
-    return log
-
-
-def roundtrip(state: dict) -> dict:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
+from gfla_tiny import DriftingClips, ShiftedTextures, collect, roundtrip, tiny_config
 
 
 def weights(trainer: Trainer) -> list[torch.Tensor]:

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
 from bench import losses
 from bench.training import NonFiniteLossError, Trainer, frame_differences, lr_factor
-from gfla_tiny import SIZE, DriftingClips, ShiftedTextures, tiny_config
-
-
-def collect(trainer: Trainer, **kwargs) -> list[tuple[int, int, dict[str, float]]]:
-    log: list[tuple[int, int, dict[str, float]]] = []
-    trainer.run(lambda stage, step, values: log.append((stage, step, values)), **kwargs)
-    return log
-
-
-def roundtrip(state: dict) -> dict:
-    """Through bytes, as a checkpoint file would (no shared tensors with the live trainer)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
+from gfla_tiny import SIZE, DriftingClips, ShiftedTextures, collect, roundtrip, tiny_config
 
 
 def test_both_stages_run_and_the_losses_decrease():

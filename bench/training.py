@@ -553,13 +553,14 @@ class Trainer:
                 f"{tuple(frames.shape)} and {tuple(structures.shape)}"
             )
         frames, structures = frames.to(self.device), structures.to(self.device)
-        ground_truth = self._to_device(ground_truth) if ground_truth else None
+        # only an oracle reads it: the others' videos are not copied to the device for nothing
+        ground_truth = self._to_device(ground_truth) if ground_truth and self.reads_truth else None
         reference, reference_structure = frames[:1], structures[:1]
         previous, previous_structure = reference, reference_structure
         outputs = []
         with self._evaluating():
             for t in range(frames.shape[0]):
-                truth = TransportTruth.of_frame(ground_truth, t) if ground_truth and self.reads_truth else None
+                truth = TransportTruth.of_frame(ground_truth, t) if ground_truth else None
                 inputs = WarpInputs(
                     [previous, reference], [previous_structure, reference_structure], structures[t : t + 1],
                     ground_truth=truth,

@@ -68,15 +68,38 @@ def test_written_csv_parses_back_to_the_drawn_keypoints_and_images(written):
                 np.testing.assert_array_equal(np.asarray(on_disk), np.asarray(image))
 
 
-def test_images_of_one_identity_share_its_backdrop(written):
-    """One photo session per person: the corner pixel (always backdrop) agrees within an identity."""
-    params, out = written
+def _corner_colours(out: Path) -> dict[str, set[bytes]]:
+    """The corner pixel (always backdrop) of every training image, grouped by identity."""
     corners: dict[str, set[bytes]] = {}
     for path in sorted((out / "train").glob("*.png")):
         corners.setdefault(path.name.split("-")[0], set()).add(np.asarray(Image.open(path))[0, 0].tobytes())
+    return corners
+
+
+def test_studio_backdrop_is_one_near_white_backdrop_for_the_whole_set(written):
+    """The default, as DeepFashion's in-shop photos: every image has the same light corner."""
+    params, out = written
+    assert params.backdrop == "studio"
+    corners = _corner_colours(out)
     assert len(corners) == params.identities_train
+    (colour,) = set().union(*corners.values())
+    assert min(np.frombuffer(colour, dtype=np.uint8)) >= 225
+
+
+def test_session_backdrop_is_one_per_identity_and_leaves_the_identities_unchanged(written, tmp_path):
+    """``backdrop: session``: one photo session per person, its backdrop drawn per identity; the
+    person drawn in front of it is the one the studio set has (same keypoints)."""
+    params, _ = written
+    session = persons.PersonsParams(**{**SMALL, "backdrop": "session"})
+    persons.write_dataset(session, tmp_path)
+    corners = _corner_colours(tmp_path)
     assert all(len(colours) == 1 for colours in corners.values())
     assert len(set().union(*corners.values())) > 1  # and it differs between identities
+    for index in range(params.identities_train):
+        assert np.array_equal(_render(params, "train", index, 0)[1], _render(session, "train", index, 0)[1])
+    assert session.digest() != params.digest()
+    with pytest.raises(ConfigError, match="dataset.synthetic.backdrop: expected one of studio, session"):
+        persons.PersonsParams(backdrop="random")
 
 
 def test_pairs_join_two_poses_of_one_identity_and_splits_are_disjoint(written):

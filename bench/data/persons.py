@@ -58,10 +58,12 @@ from bench.data.person_correspondence import (
 
 PARAMS_FILE = "params.json"
 FILE_PREFIX = "fashion"
-GENERATOR_VERSION = 3  # bump when the drawing changes, so cached datasets are regenerated
+GENERATOR_VERSION = 4  # bump when the drawing changes, so cached datasets are regenerated
 # 2: one backdrop per identity (its photo session) instead of one per image
 # 3: ground-truth correspondence of the pairs (the images are unchanged)
+# 4: dataset.synthetic.backdrop (default studio: one near-white backdrop for the set)
 SUPERSAMPLE = 2
+BACKDROPS = ("studio", "session")
 VIEWS = ("front", "back", "side_left", "side_right")
 VIEW_WEIGHTS = (0.45, 0.2, 0.175, 0.175)
 PATTERNS = ("solid", "stripes", "vstripes", "checks", "dots", "print")
@@ -97,6 +99,7 @@ class PersonsParams:
     pairs_per_identity: int | None = None  # ordered (source, target) pose pairs per identity; None: all
     closeup_fraction: float = 0.0  # share of images framed closer, legs leaving the frame
     ground_truth: str = "all"  # splits whose pairs get ground-truth correspondence: all, test, none
+    backdrop: str = "studio"  # studio: one near-white backdrop for the whole set; session: one per identity
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -119,6 +122,10 @@ class PersonsParams:
             raise ConfigError(
                 f"dataset.synthetic.ground_truth: expected one of {', '.join(GROUND_TRUTH_SPLITS)}, "
                 f"got {self.ground_truth!r}"
+            )
+        if self.backdrop not in BACKDROPS:
+            raise ConfigError(
+                f"dataset.synthetic.backdrop: expected one of {', '.join(BACKDROPS)}, got {self.backdrop!r}"
             )
         if self.pairs_per_identity is None:
             return
@@ -335,8 +342,12 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     )
 
 
+# DeepFashion's in-shop photos share one near-white studio backdrop, with a faint shadow at the floor.
+STUDIO = Background((240, 240, 238), (226, 226, 223))
+
+
 def sample_background(rng: np.random.Generator) -> Background:
-    """A light backdrop, slightly darker at the bottom."""
+    """A light backdrop of some hue, slightly darker at the bottom (the ``session`` backdrop)."""
     hue, sat, val = rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.8, 0.97)
     return Background(_colour(hue, sat, val), _colour(hue, sat, val - rng.uniform(0.05, 0.15)))
 
@@ -933,10 +944,15 @@ def sample_session(params: PersonsParams, split: str, index: int) -> tuple[Ident
     All images of one person share the backdrop, as the photos of one item in DeepFashion's in-shop
     set come from one studio session; a backdrop drawn per image would be a part of the target that
     neither the source image nor the target pose can tell, and it would fill most of the frame.
+    ``studio`` (the default) uses one near-white backdrop for every identity, as the in-shop set does:
+    the original encoders instance-normalise the raw image, so a backdrop colour drawn per identity
+    shifts the whole frame by a per-channel offset no method can see, and the garments' colours with
+    it.  The backdrop is drawn either way, so the identities are the same under both.
     """
     rng = stream(params, split, index, 0)
     identity = sample_identity(rng)
-    return identity, sample_background(rng)
+    session = sample_background(rng)
+    return identity, STUDIO if params.backdrop == "studio" else session
 
 
 def render_example(

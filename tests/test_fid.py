@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +245,31 @@ def test_reference_cache_reuses_the_same_key_and_recomputes_on_any_change(tmp_pa
 
     fewer = reference_statistics(list(images), _cheap_features(calls), PROTOCOL, "toy/train", tmp_path, limit=3)
     assert fewer.count == 3 and fewer.path != first.path
-    assert len(list(tmp_path.iterdir())) == 4  # no temporary files left behind
+    assert len([p for p in tmp_path.iterdir() if p.name != ".locks"]) == 4  # no temporary files left behind
+
+
+def test_cells_reaching_an_uncached_reference_together_compute_it_once(tmp_path) -> None:
+    """Two evaluations in parallel (threads here, processes under --jobs): one Inception pass, and
+    the other reads its file."""
+    images = _images(4, (6, 6), 2)
+    calls: list[int] = []
+    inside = threading.Event()
+
+    def slow_features(batch: torch.Tensor) -> torch.Tensor:
+        inside.set()
+        time.sleep(0.2)
+        return _cheap_features(calls)(batch)
+
+    results: list = []
+    first = threading.Thread(target=lambda: results.append(
+        reference_statistics(list(images), slow_features, PROTOCOL, "toy/train", tmp_path, batch_size=4)))
+    first.start()
+    assert inside.wait(5)
+    second = reference_statistics(list(images), slow_features, PROTOCOL, "toy/train", tmp_path, batch_size=4)
+    first.join()
+    assert calls == [4]
+    assert not results[0].reused and second.reused
+    assert np.array_equal(second.sigma, results[0].sigma)
 
 
 def test_a_tampered_cache_file_is_an_error(tmp_path) -> None:

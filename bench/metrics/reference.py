@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from bench.metrics.inputs import ContentHasher
 from bench.metrics.npz_cache import CacheFileError, canonical, key_digest, read_checked, write_once
@@ -158,23 +159,42 @@ def reference_statistics(
         "content_sha256": digest,
     }
     path = cache_path(cache_dir, key) if cache_dir is not None else None
-    if path is not None and path.exists():
-        stats = _read(path, key)
+    if path is None:
+        stats = _compute(dataset, feature_fn, limit, batch_size, digest, key, reference_name, None)
     else:
-        hasher = ContentHasher()
-        chunks = [
-            feature_fn(batch) for batch in _batches(iterate_reference(dataset, limit), batch_size, hasher)
-        ]
-        if hasher.hexdigest() != digest:
-            raise ReferenceCacheError(f"reference {reference_name!r} changed while it was being read")
-        features = torch.cat(chunks).float().numpy()
-        mu, sigma = gaussian_statistics(features)
-        stats = ReferenceStatistics(mu, sigma, features, count, digest, key, path, False)
-        if path is not None:
-            _write_once(path, stats)
+        # Cells in parallel processes reach a task's reference together: the first computes it, the
+        # others wait for its file instead of repeating the Inception pass.
+        locks = path.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(locks / f"{path.name}.lock")):
+            if path.exists():
+                stats = _read(path, key)
+            else:
+                stats = _compute(dataset, feature_fn, limit, batch_size, digest, key, reference_name, path)
+                _write_once(path, stats)
     with _MEMO_LOCK:
         memo[memo_key] = stats
     return stats
+
+
+def _compute(
+    dataset: Any,
+    feature_fn: FeatureFn,
+    limit: int | None,
+    batch_size: int,
+    digest: str,
+    key: dict[str, Any],
+    reference_name: str,
+    path: Path | None,
+) -> ReferenceStatistics:
+    """Features and Gaussian statistics of the reference images, checked against ``digest``."""
+    hasher = ContentHasher()
+    chunks = [feature_fn(batch) for batch in _batches(iterate_reference(dataset, limit), batch_size, hasher)]
+    if hasher.hexdigest() != digest:
+        raise ReferenceCacheError(f"reference {reference_name!r} changed while it was being read")
+    features = torch.cat(chunks).float().numpy()
+    mu, sigma = gaussian_statistics(features)
+    return ReferenceStatistics(mu, sigma, features, key["reference_size"], digest, key, path, False)
 
 
 def _memo_for(dataset: Any) -> dict[str, ReferenceStatistics]:

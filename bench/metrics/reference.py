@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,42 +160,35 @@ def reference_statistics(
         "content_sha256": digest,
     }
     path = cache_path(cache_dir, key) if cache_dir is not None else None
-    if path is None:
-        stats = _compute(dataset, feature_fn, limit, batch_size, digest, key, reference_name, None)
-    else:
-        # Cells in parallel processes reach a task's reference together: the first computes it, the
-        # others wait for its file instead of repeating the Inception pass.
-        locks = path.parent / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(locks / f"{path.name}.lock")):
-            if path.exists():
-                stats = _read(path, key)
-            else:
-                stats = _compute(dataset, feature_fn, limit, batch_size, digest, key, reference_name, path)
+    with _cache_lock(path):
+        if path is not None and path.exists():
+            stats = _read(path, key)
+        else:
+            hasher = ContentHasher()
+            chunks = [
+                feature_fn(batch) for batch in _batches(iterate_reference(dataset, limit), batch_size, hasher)
+            ]
+            if hasher.hexdigest() != digest:
+                raise ReferenceCacheError(f"reference {reference_name!r} changed while it was being read")
+            features = torch.cat(chunks).float().numpy()
+            mu, sigma = gaussian_statistics(features)
+            stats = ReferenceStatistics(mu, sigma, features, count, digest, key, path, False)
+            if path is not None:
                 _write_once(path, stats)
     with _MEMO_LOCK:
         memo[memo_key] = stats
     return stats
 
 
-def _compute(
-    dataset: Any,
-    feature_fn: FeatureFn,
-    limit: int | None,
-    batch_size: int,
-    digest: str,
-    key: dict[str, Any],
-    reference_name: str,
-    path: Path | None,
-) -> ReferenceStatistics:
-    """Features and Gaussian statistics of the reference images, checked against ``digest``."""
-    hasher = ContentHasher()
-    chunks = [feature_fn(batch) for batch in _batches(iterate_reference(dataset, limit), batch_size, hasher)]
-    if hasher.hexdigest() != digest:
-        raise ReferenceCacheError(f"reference {reference_name!r} changed while it was being read")
-    features = torch.cat(chunks).float().numpy()
-    mu, sigma = gaussian_statistics(features)
-    return ReferenceStatistics(mu, sigma, features, key["reference_size"], digest, key, path, False)
+def _cache_lock(path: Path | None) -> AbstractContextManager:
+    """A file lock beside the cache file (none without a cache): cells in parallel processes reach a
+    task's reference together, and the first computes it while the others wait to read its file
+    instead of repeating the Inception pass."""
+    if path is None:
+        return nullcontext()
+    locks = path.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks / f"{path.name}.lock"))
 
 
 def _memo_for(dataset: Any) -> dict[str, ReferenceStatistics]:

@@ -31,23 +31,22 @@ def spread_indices(length: int, count: int) -> list[int]:
     return torch.linspace(0, length - 1, count).round().long().tolist()
 
 
-def channel_statistics(images: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(means, stds), each (N, 3): the per-channel statistics of ``count`` images in [0, 1]."""
-    picked = torch.stack([images[i].float() / 255 for i in spread_indices(len(images), count)])
-    return picked.mean(dim=(2, 3)), picked.std(dim=(2, 3))
+def load_spread(images: Dataset, count: int) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1]: ``count`` images spread over the dataset."""
+    return torch.stack([images[i].float() / 255 for i in spread_indices(len(images), count)])
 
 
-def recoloured_l1(images: Dataset, count: int, mean: torch.Tensor, std: torch.Tensor) -> float:
+def channel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(means, stds), each (N, 3): the per-image, per-channel statistics of (N, 3, H, W) images."""
+    return images.mean(dim=(2, 3)), images.std(dim=(2, 3))
+
+
+def recoloured_l1(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> float:
     """Mean L1 between each image and itself re-coloured with the channel statistics (mean, std)."""
-    total = 0.0
-    picked = spread_indices(len(images), count)
-    for i in picked:
-        image = images[i].float() / 255
-        own_mean = image.mean(dim=(1, 2), keepdim=True)
-        own_std = image.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-        recoloured = ((image - own_mean) / own_std * std[:, None, None] + mean[:, None, None]).clamp(0, 1)
-        total += float((recoloured - image).abs().mean())
-    return total / len(picked)
+    own_mean, own_std = channel_statistics(images)
+    normalised = (images - own_mean[..., None, None]) / own_std.clamp_min(1e-5)[..., None, None]
+    recoloured = (normalised * std[:, None, None] + mean[:, None, None]).clamp(0, 1)
+    return float((recoloured - images).abs().mean(dim=(1, 2, 3)).mean())
 
 
 def main() -> None:
@@ -56,14 +55,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600, help="images per split (spread over the split)")
     args = parser.parse_args()
     cfg, spec, root = prepare_task(args)
-    train_means, train_stds = channel_statistics(spec.reference_images(root, cfg, "train"), args.images)
-    test = spec.reference_images(root, cfg, "test")
-    l1 = recoloured_l1(test, args.images, train_means.mean(0), train_stds.mean(0))
+    train_means, train_stds = channel_statistics(load_spread(spec.reference_images(root, cfg, "train"), args.images))
+    test = load_spread(spec.reference_images(root, cfg, "test"), args.images)
+    l1 = recoloured_l1(test, train_means.mean(0), train_stds.mean(0))
     spread = train_means.std(0)
     print(f"task {args.task}, profile {args.profile}, overrides {args.set or 'none'}; data {root}")
     print(f"train images {len(train_means)}: per-channel mean {train_means.mean(0).numpy().round(3)}, "
           f"its spread across images (std) {spread.numpy().round(3)}")
-    print(f"test images {len(spread_indices(len(test), args.images))}: L1 of the colour-blind re-colouring {l1:.4f}")
+    print(f"test images {len(test)}: L1 of the colour-blind re-colouring {l1:.4f}")
 
 
 if __name__ == "__main__":
